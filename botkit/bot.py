@@ -1,0 +1,291 @@
+"""``Bot``: where commands, hooks and event handlers are registered."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .commands import Command, Route
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .config import Config
+    from .testing import TestClient
+
+__all__ = ["Bot", "CommandGroup"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SetupError(RuntimeError):
+    """Registration that came too late, or twice."""
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A before-send hook."""
+
+    func: Callable[..., Any]
+    fail_closed: bool = False
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class EventHandler:
+    """A push event handler and the event types (glob patterns) it wants."""
+
+    func: Callable[..., Any]
+    patterns: tuple[str, ...]  # empty: every event
+
+    def wants(self, event_type: str) -> bool:
+        if not self.patterns:
+            return True
+        return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
+
+
+class Registry:
+    """What :class:`Bot` and :class:`CommandGroup` share: the registration API."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, Command[Any, Any]] = {}
+        self.forms: dict[str, Route] = {}
+        self.hooks: list[Hook] = []
+        self.event_handlers: list[EventHandler] = []
+        self.error_handlers: dict[type[BaseException], Callable[..., Any]] = {}
+        self.checks: list[Callable[..., Any]] = []
+
+    def _check_setup(self, what: str) -> None:
+        pass
+
+    # -- commands -------------------------------------------------------------------
+
+    def command(
+        self,
+        name: str | None = None,
+        *,
+        description: str | None = None,
+        args: str | None = None,
+        set: str | None = None,
+        budget_ms: float | None = None,
+        placeholder: Callable[..., Any] | str | None = None,
+    ) -> Callable[[Callable[..., Any]], Command[Any, Any]]:
+        """Register the decorated function as the custom command ``/name``.
+
+        ``description`` and ``args`` are what Stream clients show while the user types;
+        they default to the docstring's first line and the function's parameters.
+        ``budget_ms`` overrides the time the handler gets before botkit answers with
+        ``placeholder`` and posts the result later.
+        """
+
+        def decorator(func: Callable[..., Any]) -> Command[Any, Any]:
+            return self.add_command(
+                func,
+                name or func.__name__,
+                description=description,
+                args=args,
+                set=set,
+                budget_ms=budget_ms,
+                placeholder=placeholder,
+            )
+
+        return decorator
+
+    def add_command(
+        self,
+        func: Callable[..., Any],
+        name: str,
+        *,
+        description: str | None = None,
+        args: str | None = None,
+        set: str | None = None,
+        budget_ms: float | None = None,
+        placeholder: Callable[..., Any] | str | None = None,
+    ) -> Command[Any, Any]:
+        """Register ``func`` as ``/name``; the non-decorator form of :meth:`command`."""
+        self._check_setup(f"command /{name}")
+        cmd = Command(
+            func,
+            name,
+            description=description,
+            args=args,
+            set=set,
+            budget_ms=budget_ms,
+            placeholder=placeholder,
+        )
+        self._add_command_object(cmd)
+        return cmd
+
+    def _add_command_object(self, cmd: Command[Any, Any]) -> None:
+        if cmd.name in self.commands:
+            raise SetupError(f"Command /{cmd.name} is registered twice")
+        self.commands[cmd.name] = cmd
+
+    def form(self, mml_name: str, *, schema: Any = None) -> Callable[[F], F]:
+        """Handle submits of a standalone MML form ``<mml name="mml_name">``.
+
+        Stream calls the custom-command hook with ``type=mml`` for forms that no slash
+        command started; botkit routes them by ``form_data["mml_name"]``.
+        """
+
+        def decorator(func: F) -> F:
+            self.add_form(func, mml_name, schema=schema)
+            return func
+
+        return decorator
+
+    def add_form(self, func: Callable[..., Any], mml_name: str, *, schema: Any = None) -> None:
+        self._check_setup(f"form {mml_name}")
+        if not mml_name:
+            raise SetupError("A form handler needs the form's name")
+        if mml_name in self.forms:
+            raise SetupError(f"Form {mml_name!r} is registered twice")
+        self.forms[mml_name] = Route(func, mml_name=mml_name, schema=schema)
+
+    def errorhandler(self, exc_type: type[BaseException]) -> Callable[[F], F]:
+        """Turn an exception a handler raises into a reply: ``func(ctx, exc)``.
+
+        The function returns what a handler would (a ``str`` or a ``Message``).
+        """
+
+        def decorator(func: F) -> F:
+            self._check_setup("error handler")
+            self.error_handlers[exc_type] = func
+            return func
+
+        return decorator
+
+    def check(self, func: F) -> F:
+        """Run ``func(ctx)`` before every command of this bot or group.
+
+        Return ``None`` to let the call through, or a reply (``str``/``Message``) to refuse it.
+        """
+        self._check_setup("check")
+        self.checks.append(func)
+        return func
+
+    # -- before-send hooks ------------------------------------------------------------
+
+    @overload
+    def before_send(self, func: F) -> F: ...
+    @overload
+    def before_send(self, *, fail_closed: bool = False) -> Callable[[F], F]: ...
+
+    def before_send(
+        self, func: F | None = None, *, fail_closed: bool = False
+    ) -> F | Callable[[F], F]:
+        """Run the function on every message before Stream stores it.
+
+        Return ``None`` to pass it, a changed message (``str``, dict or ``Message``) to
+        rewrite it, or ``ctx.reject(text)`` to refuse it. A hook that raises or overruns the
+        budget lets the message through, unless registered with ``fail_closed=True``.
+        """
+
+        def decorator(f: F) -> F:
+            self.add_before_send(f, fail_closed=fail_closed)
+            return f
+
+        return decorator(func) if func is not None else decorator
+
+    def add_before_send(self, func: Callable[..., Any], *, fail_closed: bool = False) -> None:
+        self._check_setup("before_send hook")
+        name = getattr(func, "__qualname__", repr(func))
+        self.hooks.append(Hook(func, fail_closed=fail_closed, name=name))
+
+    # -- push events -------------------------------------------------------------------
+
+    def on(self, *event_types: str) -> Callable[[F], F]:
+        """Handle push events: ``@bot.on("message.new")``, ``@bot.on("reaction.*")``.
+
+        With no types (or ``"*"``) the function receives every event, unknown types included.
+        Handlers run off the request, on the task queue.
+        """
+
+        def decorator(func: F) -> F:
+            self.add_event_handler(func, *event_types)
+            return func
+
+        return decorator
+
+    def add_event_handler(self, func: Callable[..., Any], *event_types: str) -> None:
+        self._check_setup("event handler")
+        for t in event_types:
+            if not isinstance(t, str) or not t.strip():
+                raise SetupError("Event types are non-empty strings such as 'message.new'")
+        patterns = () if "*" in event_types else tuple(event_types)
+        self.event_handlers.append(EventHandler(func, patterns))
+
+    def handlers_for(self, event_type: str) -> list[EventHandler]:
+        return [h for h in self.event_handlers if h.wants(event_type)]
+
+
+class CommandGroup(Registry):
+    """Commands, hooks and handlers kept in one module and added to a bot later::
+
+        # tickets.py
+        group = CommandGroup()
+
+        @group.command("ticket")
+        def ticket(ctx): ...
+
+        # app.py
+        bot.include(group)
+
+    A group's ``check`` and ``errorhandler`` apply to the group's own commands only.
+    """
+
+
+class Bot(Registry):
+    """A Stream Chat bot. Register handlers with its decorators, then serve
+    :meth:`create_app` with gunicorn."""
+
+    def __init__(self, *, help_command: bool = True) -> None:
+        super().__init__()
+        self._started = False
+        self.help_command = help_command
+        self.app: Flask | None = None
+
+    def _check_setup(self, what: str) -> None:
+        if self._started:
+            raise SetupError(
+                f"Cannot register {what}: the bot has already handled a webhook. "
+                "Register every command, hook and handler at import time, before the "
+                "app serves requests (gunicorn forks workers after that)."
+            )
+
+    def include(self, group: CommandGroup) -> None:
+        """Add a :class:`CommandGroup`'s commands, forms, hooks and handlers to this bot."""
+        self._check_setup("a group")
+        for cmd in group.commands.values():
+            cmd.checks[:0] = group.checks
+            for exc_type, handler in group.error_handlers.items():
+                cmd.error_handlers.setdefault(exc_type, handler)
+            self._add_command_object(cmd)
+        for name, route in group.forms.items():
+            if name in self.forms:
+                raise SetupError(f"Form {name!r} is registered twice")
+            self.forms[name] = route
+        self.hooks.extend(group.hooks)
+        self.event_handlers.extend(group.event_handlers)
+
+    def create_app(self, config: Config | None = None, **flask_config: Any) -> Flask:
+        """A Flask app serving this bot's webhooks (``gunicorn wsgi:app``).
+
+        Settings come from the environment unless ``config`` is given; a missing secret
+        or an unusable store URL fails here, at start-up, with a message that names it.
+        """
+        from .web import create_app
+
+        return create_app(self, config, **flask_config)
+
+    def test_client(self, **kwargs: Any) -> TestClient:
+        """A client that signs and sends webhooks through this bot's app, for tests."""
+        from .testing import TestClient
+
+        return TestClient(self, **kwargs)
+
+
+#: The bot that the module-level ``botkit.command`` and friends register on.
+default_bot = Bot()

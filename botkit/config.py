@@ -1,0 +1,92 @@
+"""Settings, read from the environment (12-factor, as Heroku sets them)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .signing import KeyRing
+
+log = logging.getLogger("botkit")
+
+#: The key and secret ``make run`` uses when no Stream credentials are set.
+DEV_API_KEY = "botkit-dev-key"
+DEV_API_SECRET = "botkit-dev-secret-for-local-use-only"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+@dataclass
+class Config:
+    """Everything botkit reads from the environment. See the README's table."""
+
+    keyring: KeyRing
+    url_prefix: str = "/webhooks/stream"
+    max_body_bytes: int = 1024 * 1024
+    store_url: str | None = None
+    queue_url: str | None = None
+    bot_user_id: str | None = None
+    stream_base_url: str = "https://chat.stream-io-api.com"
+    command_budget: float = 0.8
+    before_send_budget: float = 1.2
+    result_ttl: float = 24 * 3600.0
+    claim_ttl: float = 30.0
+    log_format: str = "text"
+    playground: bool = False
+    dev_credentials: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read the settings; raise :class:`ConfigError` naming any bad variable."""
+        env = os.environ if environ is None else environ
+        dev = False
+        try:
+            keyring = KeyRing.from_env(env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if not keyring:
+            if env.get("BOTKIT_DEV", "") not in ("1", "true", "yes"):
+                raise ConfigError(
+                    "No Stream credentials: set STREAM_API_KEY and STREAM_API_SECRET "
+                    "(or STREAM_API_KEYS=key:secret,...). For local development only, "
+                    "BOTKIT_DEV=1 uses a built-in development key."
+                )
+            keyring = KeyRing({DEV_API_KEY: (DEV_API_SECRET,)})
+            dev = True
+        prefix = "/" + env.get("BOTKIT_URL_PREFIX", "/webhooks/stream").strip().strip("/")
+        return cls(
+            keyring=keyring,
+            url_prefix="" if prefix == "/" else prefix,
+            max_body_bytes=int(_number(env, "BOTKIT_MAX_BODY_BYTES", 1024 * 1024)),
+            store_url=env.get("BOTKIT_STORE") or None,
+            queue_url=env.get("BOTKIT_QUEUE") or None,
+            bot_user_id=env.get("STREAM_BOT_USER_ID") or None,
+            stream_base_url=env.get("STREAM_BASE_URL")
+            or env.get("STREAM_CHAT_URL")
+            or "https://chat.stream-io-api.com",
+            command_budget=_number(env, "BOTKIT_COMMAND_BUDGET_MS", 800) / 1000,
+            before_send_budget=_number(env, "BOTKIT_BEFORE_SEND_BUDGET_MS", 1200) / 1000,
+            result_ttl=_number(env, "BOTKIT_RESULT_TTL", 24 * 3600),
+            claim_ttl=_number(env, "BOTKIT_CLAIM_TTL", 30),
+            log_format=env.get("BOTKIT_LOG_FORMAT", "text"),
+            playground=env.get("BOTKIT_PLAYGROUND", "") in ("1", "true", "yes"),
+            dev_credentials=dev,
+        )

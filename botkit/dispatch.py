@@ -1,0 +1,651 @@
+"""The webhook pipeline, sans-IO: bytes and headers in, status and body out.
+
+size -> gunzip -> signature -> parse and validate -> deduplicate -> dispatch -> reply.
+The Flask view, the test client and the CLI simulator all call :meth:`Dispatcher.handle`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import signals
+from .commands import Command, Route, clicked
+from .context import BeforeSendContext, CommandContext, custom_fields
+from .idempotency import StoreUnavailable
+from .messages import Message, coerce_reply
+from .schemas import (
+    MESSAGE_FIELDS,
+    InvalidPayload,
+    load_before_send,
+    load_command,
+    load_event,
+    parse_json,
+    validate_reply,
+)
+from .signing import BodyTooLarge, InvalidSignature, gunzip, is_gzip, verify
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger("botkit")
+wlog = logging.getLogger("botkit.webhook")
+
+__all__ = ["Dispatcher", "Response"]
+
+COMMAND, BEFORE_SEND, PUSH = "command", "before_send", "push"
+#: Fields a before-send hook may change (besides custom fields).
+REWRITABLE = ("text", "i18n", "show_in_channel", "silent", "type", "attachments")
+NEUTRAL_REJECTION = "This message could not be checked right now and was not sent."
+_POLL = 0.02
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+class Headers(Protocol):
+    """Request headers, looked up case-insensitively (Werkzeug's ``Headers``, a dict
+    with canonical names...)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What botkit answers: ``status``, a JSON ``body``, and the ``outcome`` for logs."""
+
+    status: int
+    body: bytes
+    outcome: str = "ok"
+    cacheable: bool = True
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+INVALID_SIGNATURE = Response(401, dumps({"error": "invalid signature"}), "rejected-signature")
+TOO_LARGE = Response(413, dumps({"error": "body too large"}), "too-large")
+
+
+def invalid_payload(fields: dict[str, Any]) -> Response:
+    body = dumps({"error": "invalid payload", "fields": _jsonable(fields)})
+    return Response(400, body, "invalid-payload")
+
+
+def _jsonable(errors: Any) -> Any:
+    if isinstance(errors, dict):
+        return {str(k): _jsonable(v) for k, v in errors.items()}
+    if isinstance(errors, list):
+        return [_jsonable(v) for v in errors]
+    return errors
+
+
+@dataclass(slots=True)
+class Meta:
+    kind: str
+    api_key: str | None
+    webhook_id: str | None
+    attempt: int
+    deadline: float
+    name: str = ""
+
+
+class Dispatcher:
+    """Runs the pipeline for one bot in one process."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.bot = runtime.bot
+        self.config = runtime.config
+
+    # -- the pipeline ------------------------------------------------------------------
+
+    def handle(
+        self,
+        kind: str,
+        body: bytes,
+        headers: Headers,
+        command_type: str | None = None,
+    ) -> Response:
+        """Answer one webhook. ``headers`` must look up names case-insensitively."""
+        start = time.monotonic()
+        self.bot._started = True
+        try:
+            attempt = int(headers.get("X-Webhook-Attempt") or 1)
+        except ValueError:
+            attempt = 1
+        budget = (
+            self.config.before_send_budget if kind == BEFORE_SEND else self.config.command_budget
+        )
+        meta = Meta(
+            kind,
+            headers.get("X-Api-Key") or None,
+            headers.get("X-Webhook-Id") or None,
+            attempt,
+            start + budget,
+        )
+        response = self._pipeline(meta, body, headers.get("X-Signature"), command_type)
+        latency = time.monotonic() - start
+        elapsed = latency * 1000
+        wlog.info(
+            "%s %s id=%s attempt=%d outcome=%s status=%d %.1fms",
+            kind,
+            meta.name or "-",
+            meta.webhook_id or "-",
+            meta.attempt,
+            response.outcome,
+            response.status,
+            elapsed,
+            extra={
+                "webhook": {
+                    "kind": kind,
+                    "name": meta.name,
+                    "webhook_id": meta.webhook_id,
+                    "attempt": meta.attempt,
+                    "outcome": response.outcome,
+                    "status": response.status,
+                    "latency_ms": round(elapsed, 2),
+                }
+            },
+        )
+        if signals.webhook_handled.receivers:
+            signals.webhook_handled.send(
+                self.bot,
+                kind=kind,
+                name=meta.name,
+                webhook_id=meta.webhook_id,
+                attempt=meta.attempt,
+                outcome=response.outcome,
+                status=response.status,
+                latency=latency,
+            )
+        return response
+
+    def _reject(self, meta: Meta, reason: str, response: Response, detail: str = "") -> Response:
+        log.warning(
+            "%s webhook rejected (%s%s) id=%s",
+            meta.kind,
+            reason,
+            f": {detail}" if detail else "",
+            meta.webhook_id or "-",
+        )
+        signals.request_rejected.send(
+            self.bot, kind=meta.kind, reason=reason, status=response.status
+        )
+        return response
+
+    def _pipeline(
+        self, meta: Meta, body: bytes, signature: str | None, command_type: str | None
+    ) -> Response:
+        limit = self.config.max_body_bytes
+        if len(body) > limit:
+            return self._reject(meta, "size", TOO_LARGE)
+        if is_gzip(body):
+            try:
+                body = gunzip(body, limit)
+            except BodyTooLarge:
+                return self._reject(meta, "size", TOO_LARGE, "gzip body inflates past the limit")
+            except ValueError as exc:
+                return self._reject(meta, "signature", INVALID_SIGNATURE, str(exc))
+        try:
+            verify(self.config.keyring, meta.api_key, signature, body)
+        except InvalidSignature as exc:
+            return self._reject(meta, "signature", INVALID_SIGNATURE, exc.reason)
+        try:
+            data = parse_json(body)
+            if meta.kind == COMMAND:
+                payload = load_command(data)
+            elif meta.kind == BEFORE_SEND:
+                payload = load_before_send(data)
+            else:
+                load_event(data)
+                payload = data
+        except InvalidPayload as exc:
+            return self._reject(meta, "payload", invalid_payload(exc.fields))
+
+        if meta.kind == COMMAND:
+            run = self._command_runner(meta, payload, command_type)
+        elif meta.kind == BEFORE_SEND:
+            run = self._before_send_runner(meta, payload)
+        else:
+            run = self._push_runner(meta, payload)
+        return self._once(meta, hashlib.sha256(body).hexdigest(), run)
+
+    # -- exactly once -------------------------------------------------------------------
+
+    def _once(self, meta: Meta, fingerprint: str, run: Runner) -> Response:
+        if not meta.webhook_id:
+            log.debug("%s webhook without X-Webhook-Id: not deduplicated", meta.kind)
+            return run.run()
+        store = self.runtime.store
+        key = f"{meta.kind}:{meta.api_key}:{meta.webhook_id}"
+        try:
+            entry = store.claim(key, fingerprint, self.config.claim_ttl)
+        except StoreUnavailable as exc:
+            return self._store_down(meta, run, exc)
+        if entry is None:
+            try:
+                response = run.run()
+            except BaseException:
+                self._release(store, key, fingerprint)
+                raise
+            try:
+                if response.cacheable:
+                    store.complete(
+                        key, fingerprint, response.status, response.body, self.config.result_ttl
+                    )
+                else:
+                    store.release(key, fingerprint)
+            except StoreUnavailable as exc:
+                log.warning("could not store the answer to webhook %s: %s", meta.webhook_id, exc)
+            return response
+        if entry.fingerprint != fingerprint:
+            log.warning(
+                "webhook id %s reused with a different body: refused (409)", meta.webhook_id
+            )
+            signals.duplicate_conflict.send(self.bot, kind=meta.kind, webhook_id=meta.webhook_id)
+            body = dumps({"error": "webhook id reused with a different body"})
+            return Response(409, body, "conflict", cacheable=False)
+        while not entry.done and time.monotonic() < meta.deadline:
+            time.sleep(_POLL)
+            try:
+                entry = store.get(key)
+            except StoreUnavailable as exc:
+                return self._store_down(meta, run, exc)
+            if entry is None:  # the first delivery failed and released its claim
+                return self._once(meta, fingerprint, run)
+        if entry.done and entry.status is not None and entry.body is not None:
+            signals.duplicate_replayed.send(self.bot, kind=meta.kind, webhook_id=meta.webhook_id)
+            return Response(entry.status, entry.body, "replayed")
+        return run.in_flight()
+
+    def _release(self, store: Any, key: str, fingerprint: str) -> None:
+        try:
+            store.release(key, fingerprint)
+        except StoreUnavailable:
+            pass
+
+    def _store_down(self, meta: Meta, run: Runner, exc: Exception) -> Response:
+        signals.store_unavailable.send(self.bot, kind=meta.kind, exception=exc)
+        if meta.kind == PUSH:
+            log.warning("idempotency store unavailable (%s): push answered 503", exc)
+            return Response(503, dumps({"error": "store unavailable"}), "unavailable", False)
+        log.warning("idempotency store unavailable (%s): handled without dedup", exc)
+        return run.run()
+
+    # -- custom commands --------------------------------------------------------------------
+
+    def _command_runner(
+        self, meta: Meta, payload: dict[str, Any], command_type: str | None
+    ) -> Runner:
+        message: dict[str, Any] = payload["message"]
+        form_data: dict[str, str] | None = payload.get("form_data")
+        name = command_type or message.get("command") or ""
+        meta.name = name
+        args = message.get("args")
+        if args is None:
+            text = message.get("text") or ""
+            args = text.split(None, 1)[1] if text.startswith("/") and " " in text else ""
+        ctx = CommandContext(
+            bot=self.bot,
+            message=message,
+            user=payload["user"],
+            command=name,
+            args=args,
+            form_data=form_data,
+            webhook_id=meta.webhook_id,
+            attempt=meta.attempt,
+            api_key=meta.api_key,
+            state=custom_fields(message),
+        )
+        cmd = self.bot.commands.get(name)
+        route: Route | None = None
+        if name == "mml" and cmd is None:
+            mml_name = (form_data or {}).get("mml_name", "")
+            route = self.bot.forms.get(mml_name)
+            if route is None:
+                text = f"Sorry, no handler for the form {mml_name!r}."
+                return Fixed(self._reply(ctx, Message.error(text), "unknown-form"))
+        elif cmd is None:
+            text = (
+                f"Sorry, command {name} doesn't exist. "
+                "Try posting your message without the starting /"
+            )
+            return Fixed(self._reply(ctx, Message.error(text), "unknown-command"))
+        else:
+            route = cmd.route(form_data)
+            if form_data:
+                ctx.action = clicked(form_data, cmd.routes)
+        return CommandRun(self, meta, ctx, cmd, route)
+
+    def call_command(
+        self, ctx: CommandContext, cmd: Command[Any, Any] | None, route: Route | None
+    ) -> Message:
+        """Checks, form schema, handler, error handlers: the handler's reply as a Message."""
+        try:
+            for check in (*self.bot.checks, *(cmd.checks if cmd else ())):
+                refusal = check(ctx)
+                if refusal is not None:
+                    return coerce_reply(refusal)
+            if route is not None and route.schema is not None:
+                from .forms import load_form
+
+                form, refusal = load_form(route.schema, ctx)
+                if refusal is not None:
+                    return refusal
+                ctx.form = form
+            if route is not None:
+                return coerce_reply(route.func(ctx))
+            assert cmd is not None
+            return coerce_reply(cmd.invoke(ctx))
+        except Exception as exc:
+            handler = self._error_handler(cmd, exc)
+            if handler is None:
+                raise
+            return coerce_reply(handler(ctx, exc))
+
+    def _error_handler(
+        self, cmd: Command[Any, Any] | None, exc: Exception
+    ) -> Callable[..., Any] | None:
+        for table in ((cmd.error_handlers if cmd else {}), self.bot.error_handlers):
+            for klass in type(exc).__mro__:
+                if klass in table:
+                    return table[klass]
+        return None
+
+    def _reply(self, ctx: CommandContext, msg: Message, outcome: str = "ok") -> Response:
+        full = msg.merge_into(ctx.message)
+        if full is not None:
+            errors = validate_reply(full)
+            if errors:
+                ref = secrets.token_hex(4)
+                log.error(
+                    "/%s built a reply Stream would refuse (ref %s): %s", ctx.command, ref, errors
+                )
+                full = Message.error(f"Sorry, /{ctx.command} failed (ref {ref}).").merge_into(
+                    ctx.message
+                )
+                outcome = "error"
+            else:
+                _warn_hidden_buttons(ctx.command, full)
+        try:
+            body = dumps({"message": full})
+        except (TypeError, ValueError) as exc:
+            ref = secrets.token_hex(4)
+            log.error("/%s reply is not JSON (ref %s): %s", ctx.command, ref, exc)
+            error = Message.error(f"Sorry, /{ctx.command} failed (ref {ref}).")
+            body = dumps({"message": error.merge_into(_plain(ctx.message))})
+            outcome = "error"
+        return Response(200, body, outcome)
+
+    def command_failed(self, ctx: CommandContext, exc: BaseException, late: bool = False) -> str:
+        ref = secrets.token_hex(4)
+        log.error(
+            "/%s %s (ref %s, webhook id %s)\n%s",
+            ctx.command,
+            "failed after its deadline" if late else "raised",
+            ref,
+            ctx.webhook_id,
+            "".join(traceback.format_exception(exc)),
+        )
+        signals.command_failed.send(self.bot, ctx=ctx, exception=exc)
+        return ref
+
+    # -- before-message-send ------------------------------------------------------------------
+
+    def _before_send_runner(self, meta: Meta, payload: dict[str, Any]) -> Runner:
+        meta.name = "before-send"
+        return BeforeSendRun(self, meta, payload)
+
+    # -- push -----------------------------------------------------------------------------------
+
+    def _push_runner(self, meta: Meta, event: dict[str, Any]) -> Runner:
+        meta.name = str(event["type"])
+        return PushRun(self, meta, event)
+
+
+def _plain(message: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in message.items() if k in MESSAGE_FIELDS}
+
+
+def _warn_hidden_buttons(command: str, message: Mapping[str, Any]) -> None:
+    for attachment in message.get("attachments") or ():
+        if not isinstance(attachment, Mapping) or not attachment.get("actions"):
+            continue
+        if attachment.get("type") in ("giphy", "image"):
+            continue
+        if attachment.get("title_link") or attachment.get("og_scrape_url"):
+            continue
+        log.warning(
+            "/%s: an attachment has buttons but no title_link (and is not of type giphy "
+            "or image): current Stream React clients will not show its buttons",
+            command,
+        )
+
+
+# -- runners: one delivery's work, so that dedup can wrap every kind alike ----------------
+
+
+class Runner:
+    def run(self) -> Response:
+        raise NotImplementedError
+
+    def in_flight(self) -> Response:
+        """The answer for a copy that arrived while the first is still running."""
+        return Response(503, dumps({"error": "still processing"}), "in-flight", False)
+
+
+class Fixed(Runner):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+    def run(self) -> Response:
+        return self.response
+
+
+class CommandRun(Runner):
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        meta: Meta,
+        ctx: CommandContext,
+        cmd: Command[Any, Any] | None,
+        route: Route | None,
+    ) -> None:
+        self.d = dispatcher
+        self.meta = meta
+        self.ctx = ctx
+        self.cmd = cmd
+        self.route = route
+        if cmd is not None and cmd.budget_ms is not None:
+            meta.deadline = meta.deadline - dispatcher.config.command_budget + cmd.budget_ms / 1000
+
+    def run(self) -> Response:
+        d, ctx = self.d, self.ctx
+        signals.command_received.send(d.bot, ctx=ctx)
+        start = time.monotonic()
+        future = d.runtime.executor.submit(d.call_command, ctx, self.cmd, self.route)
+        try:
+            msg = future.result(timeout=max(0.0, self.meta.deadline - time.monotonic()))
+        except FutureTimeout:
+            future.add_done_callback(self._late)
+            return self.in_flight()
+        except Exception as exc:
+            ref = d.command_failed(ctx, exc)
+            text = f"Sorry, /{ctx.command} failed. (ref {ref})"
+            response = d._reply(ctx, Message.error(text), "error")
+            return Response(response.status, response.body, "error", cacheable=False)
+        response = d._reply(ctx, msg)
+        signals.command_completed.send(
+            d.bot, ctx=ctx, reply=response.body, duration=time.monotonic() - start
+        )
+        return response
+
+    def in_flight(self) -> Response:
+        cmd, ctx = self.cmd, self.ctx
+        placeholder = cmd.placeholder if cmd is not None else None
+        if callable(placeholder):
+            msg = coerce_reply(placeholder(ctx))
+        elif isinstance(placeholder, str):
+            msg = Message.ephemeral(placeholder)
+        else:
+            msg = Message.ephemeral(f"Working on /{ctx.command}…")
+        response = self.d._reply(ctx, msg, "late")
+        return response
+
+    def _late(self, future: Future[Message]) -> None:
+        d, ctx = self.d, self.ctx
+        exc = future.exception()
+        if exc is not None:
+            d.command_failed(ctx, exc, late=True)
+            return
+        msg = future.result()
+        full = msg.merge_into(ctx.message)
+        if full is None or full.get("type") == "error":
+            log.warning("/%s finished late with %s: nothing to post", ctx.command, msg)
+            return
+        payload = {
+            "command": ctx.command,
+            "cid": ctx.cid,
+            "message": full,
+            "webhook_id": ctx.webhook_id,
+        }
+        try:
+            d.runtime.queue.submit("late_result", payload)
+        except Exception:
+            log.exception("/%s: could not queue its late result", ctx.command)
+
+
+class BeforeSendRun(Runner):
+    def __init__(self, dispatcher: Dispatcher, meta: Meta, payload: dict[str, Any]) -> None:
+        self.d = dispatcher
+        self.meta = meta
+        self.payload = payload
+        self.position = 0  # index of the hook running now
+
+    def _ctx(self, message: dict[str, Any]) -> BeforeSendContext:
+        p = self.payload
+        return BeforeSendContext(
+            bot=self.d.bot,
+            message=message,
+            user=p["user"],
+            channel=p.get("channel"),
+            request_info=p.get("request_info"),
+            webhook_id=self.meta.webhook_id,
+            attempt=self.meta.attempt,
+            api_key=self.meta.api_key,
+        )
+
+    def _answer(self, message: Mapping[str, Any], outcome: str = "ok") -> Response:
+        out = {k: message[k] for k in REWRITABLE if k in message}
+        out.update(custom_fields(message))
+        return Response(200, dumps({"message": out}), outcome)
+
+    def _reject(self, ctx: BeforeSendContext, text: str, outcome: str = "rejected") -> Response:
+        signals.message_rejected.send(self.d.bot, ctx=ctx, text=text)
+        return Response(200, dumps({"message": {"type": "error", "text": text}}), outcome)
+
+    def run(self) -> Response:
+        hooks = self.d.bot.hooks
+        original: dict[str, Any] = self.payload["message"]
+        if not hooks:
+            return self._answer(original)
+        future = self.d.runtime.executor.submit(self._run_hooks, original)
+        try:
+            return future.result(timeout=max(0.0, self.meta.deadline - time.monotonic()))
+        except FutureTimeout:
+            return self.in_flight()
+
+    def in_flight(self) -> Response:
+        hooks = self.d.bot.hooks
+        ctx = self._ctx(self.payload["message"])
+        late = hooks[self.position :]
+        log.warning("before-send hooks overran their budget (at %s)", late[0].name if late else "-")
+        signals.hook_failed.send(self.d.bot, ctx=ctx, exception=TimeoutError("budget spent"))
+        if any(h.fail_closed for h in late):
+            return self._reject(ctx, NEUTRAL_REJECTION, "late")
+        return self._answer(self.payload["message"], "late")
+
+    def _run_hooks(self, original: dict[str, Any]) -> Response:
+        current = dict(original)
+        for index, hook in enumerate(self.d.bot.hooks):
+            self.position = index
+            ctx = self._ctx(current)
+            try:
+                reply = coerce_reply(hook.func(ctx))
+            except Exception as exc:
+                log.error(
+                    "before-send hook %s raised (webhook id %s)\n%s",
+                    hook.name,
+                    self.meta.webhook_id,
+                    traceback.format_exc(),
+                )
+                signals.hook_failed.send(self.d.bot, ctx=ctx, exception=exc)
+                if hook.fail_closed:
+                    return self._reject(ctx, NEUTRAL_REJECTION, "error")
+                continue
+            if reply.deleted:
+                log.warning("before-send hook %s returned a deletion; ignored", hook.name)
+                continue
+            if reply.type == "error":
+                return self._reject(ctx, reply.text or "This message was not allowed.")
+            current.update(reply.changes)
+        self.position = len(self.d.bot.hooks)
+        changes = {k: v for k, v in current.items() if original.get(k, _MISSING) != v}
+        if changes:
+            signals.message_rewritten.send(self.d.bot, ctx=self._ctx(current), changes=changes)
+            return self._answer(current, "rewritten")
+        return self._answer(current)
+
+
+_MISSING = object()
+
+
+class PushRun(Runner):
+    def __init__(self, dispatcher: Dispatcher, meta: Meta, event: dict[str, Any]) -> None:
+        self.d = dispatcher
+        self.meta = meta
+        self.event = event
+
+    def _is_own(self) -> bool:
+        bot_user = self.d.config.bot_user_id
+        if not bot_user:
+            return False
+        for holder in (self.event, self.event.get("message")):
+            if isinstance(holder, dict):
+                user = holder.get("user")
+                if isinstance(user, dict) and user.get("id") == bot_user:
+                    return True
+        return False
+
+    def run(self) -> Response:
+        d = self.d
+        if self._is_own():
+            return Response(200, dumps({"ok": True, "ignored": "own event"}), "ignored")
+        if not d.bot.handlers_for(self.meta.name):
+            return Response(200, dumps({"ok": True, "ignored": "no handler"}), "ignored")
+        payload = {
+            "event": self.event,
+            "webhook_id": self.meta.webhook_id,
+            "attempt": self.meta.attempt,
+            "api_key": self.meta.api_key,
+        }
+        try:
+            d.runtime.queue.submit("event", payload)
+        except Exception as exc:
+            log.error("push event %s could not be queued: %s", self.meta.webhook_id, exc)
+            return Response(
+                503, dumps({"error": "could not queue the event"}), "unavailable", False
+            )
+        signals.event_received.send(d.bot, event=self.event)
+        return Response(200, dumps({"ok": True}), "queued")

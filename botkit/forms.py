@@ -1,0 +1,58 @@
+"""Validating ``form_data`` with a marshmallow schema before a handler sees it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError
+
+from .context import CommandContext
+from .messages import Message
+
+__all__ = ["FormError", "load_form"]
+
+
+class FormError(Exception):
+    """Raised for you to map: ``form_data`` did not match the route's schema.
+
+    Register ``@bot.errorhandler(FormError)`` (or on a command) to decide what the user
+    sees; by default they get an ephemeral error listing the fields.
+    """
+
+    def __init__(self, errors: dict[str, Any]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+    def describe(self) -> str:
+        parts = []
+        for name, problems in self.errors.items():
+            text = (
+                "; ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
+            )
+            parts.append(f"{name}: {text}")
+        return ", ".join(parts)
+
+
+def load_form(schema: Any, ctx: CommandContext) -> tuple[Any, Message | None]:
+    """Load ``ctx.form_data`` with ``schema`` (a Schema class or instance).
+
+    Returns ``(data, None)``, or raises :class:`FormError` when a handler for it is
+    registered, else returns ``(None, an ephemeral error message)``.
+    """
+    instance: Schema = schema() if isinstance(schema, type) else schema
+    data = {k: v for k, v in (ctx.form_data or {}).items() if k != "mml_name"}
+    try:
+        return instance.load(data, unknown="exclude"), None
+    except ValidationError as exc:
+        error = FormError(exc.normalized_messages())  # type: ignore[no-untyped-call]
+        if _has_handler(ctx, error):
+            raise error from None
+        return None, Message.ephemeral(f"Please check the form: {error.describe()}")
+
+
+def _has_handler(ctx: CommandContext, error: FormError) -> bool:
+    cmd = ctx.bot.commands.get(ctx.command)
+    tables = [ctx.bot.error_handlers] + ([cmd.error_handlers] if cmd else [])
+    return any(
+        k in table for table in tables for k in type(error).__mro__ if issubclass(k, FormError)
+    )

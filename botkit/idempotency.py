@@ -1,0 +1,898 @@
+"""Shared idempotency store for webhook deliveries, plus small shared counters.
+
+Stream Chat may call a webhook more than once for the same event: it retries
+on timeouts and errors, and every retry carries the same ``X-Webhook-Id``.
+botkit uses a :class:`Store` to make sure a handler runs once per id and that
+every retry gets the *same* response as the first attempt, byte for byte.
+That matters for before-message-send and custom-command hooks, where the
+response body is the decision: an empty 200 on a retry would approve a
+message the first attempt rejected.
+
+Under gunicorn every worker is a separate process and a retry may land on any
+of them, so the state must be shared between processes. Pick a store with the
+``BOTKIT_STORE`` setting, a URL:
+
+``sqlite:///instance/botkit.sqlite3`` (the default)
+    A SQLite file shared by all workers on one machine. Three slashes are a
+    path relative to the working directory, four an absolute path
+    (``sqlite:////var/lib/bot/botkit.sqlite3``), as in SQLAlchemy. The query
+    parameter ``busy_timeout`` (milliseconds, default 2000) bounds how long a
+    worker waits for another one's write lock.
+
+``redis://host:6379/0``, ``rediss://...`` (TLS), ``unix:///path/redis.sock``
+    Redis, shared by several machines. Requires ``pip install botkit[redis]``.
+    ``socket_timeout`` and ``socket_connect_timeout`` (seconds, default 0.25)
+    are kept short so a dead Redis fails fast inside Stream's time budget.
+    Other redis-py query parameters are passed through.
+
+``memory://`` (optionally ``memory://?max_entries=10000``)
+    A bounded in-process LRU. Only correct with a single worker process
+    (development, tests, ``gunicorn --workers 1 --threads N``).
+
+How the request pipeline uses a store::
+
+    entry = store.claim(key, fingerprint, claim_ttl)
+    if entry is None:                       # we own the key
+        try:
+            status, body = run_handler()
+        except Exception:
+            store.release(key, fingerprint)  # let Stream's retry run it again
+            raise
+        store.complete(key, fingerprint, status, body, result_ttl)
+    elif entry.fingerprint != fingerprint:  # same id, different body: suspicious
+        ...                                 # 409
+    elif entry.done:                        # a retry: replay the first answer
+        ...                                 # entry.status, entry.body
+    else:                                   # first delivery still running
+        ...                                 # poll store.get(key) until done
+
+Every store method raises :class:`StoreUnavailable` when the backend cannot be
+reached; the pipeline decides whether to fail open or closed.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import logging
+import math
+import os
+import sqlite3
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:  # pragma: no cover
+    import redis
+
+__all__ = [
+    "Entry",
+    "Store",
+    "StoreConfigError",
+    "StoreUnavailable",
+    "open_store",
+]
+
+logger = logging.getLogger("botkit.idempotency")
+
+ACCEPTED_FORMS = (
+    "memory://[?max_entries=N], "
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db[?busy_timeout=MS], "
+    "redis://[:password@]host:port/db, rediss://host:port/db, "
+    "unix:///path/to/redis.sock[?db=N]"
+)
+
+DEFAULT_MAX_ENTRIES = 10_000
+DEFAULT_BUSY_TIMEOUT_MS = 2000
+DEFAULT_REDIS_TIMEOUT = 0.25
+REDIS_KEY_PREFIX = "botkit:idem:"
+REDIS_COUNTER_PREFIX = "botkit:count:"
+SQLITE_CLEANUP_EVERY = 1000
+SQLITE_CLEANUP_BATCH = 1000
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached (Redis down, SQLite file unwritable...).
+
+    Always chained (``raise ... from exc``) to the backend's own exception.
+    """
+
+
+class StoreConfigError(ValueError):
+    """A BOTKIT_STORE URL that cannot be used.
+
+    The message names the URL, with any password masked.
+    """
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the store knows about one webhook id.
+
+    ``fingerprint`` is whatever the caller passed to :meth:`Store.claim`
+    (a hash of the request body). ``status`` and ``body`` are ``None`` while
+    the first delivery is still running, and hold the response to replay
+    once it has completed.
+    """
+
+    fingerprint: str
+    status: int | None
+    body: bytes | None
+
+    @property
+    def done(self) -> bool:
+        """True once the first delivery stored its response."""
+        return self.status is not None
+
+
+class Store(abc.ABC):
+    """A key/value store for idempotency entries and small counters.
+
+    Implementations are safe to share between threads. The SQLite and Redis
+    stores are also correct across processes (gunicorn workers) and after
+    ``fork()``.
+    """
+
+    url: str
+    """The store URL with any password masked; safe for logs and health checks."""
+
+    @abc.abstractmethod
+    def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
+        """Try to become the one delivery that handles ``key``.
+
+        Atomic across threads and (for SQLite and Redis) processes. If there
+        is no live entry for ``key``, store a pending entry that expires
+        ``claim_ttl`` seconds from now and return ``None``: the caller owns
+        the key and must later call :meth:`complete` or :meth:`release`.
+        Otherwise return the existing live entry, pending or done.
+
+        An expired entry counts as absent, so a worker killed after claiming
+        does not block Stream's retry forever: choose ``claim_ttl`` a bit
+        longer than the slowest handler should take.
+        """
+
+    @abc.abstractmethod
+    def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
+        """Store the response for ``key``, kept for ``ttl`` seconds.
+
+        Replaces whatever entry ``key`` has (normally the caller's own
+        pending claim). ``body`` is arbitrary bytes and is returned unchanged.
+        """
+
+    @abc.abstractmethod
+    def release(self, key: str, fingerprint: str) -> None:
+        """Give up a claim, so that a retry can run the handler again.
+
+        Deletes the entry only if it is still pending with ``fingerprint``;
+        a completed entry, or another delivery's claim, is left alone.
+        """
+
+    @abc.abstractmethod
+    def get(self, key: str) -> Entry | None:
+        """Return the live entry for ``key``, or ``None``."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Check the backend is reachable; raise :class:`StoreUnavailable` if not."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+    @abc.abstractmethod
+    def incr(self, name: str, field: str, amount: int = 1) -> int:
+        """Add ``amount`` to counter ``field`` of group ``name``; return the new value.
+
+        Counters never expire. Example: ``store.incr("messages", channel_cid)``.
+        """
+
+    @abc.abstractmethod
+    def counters(self, name: str) -> dict[str, int]:
+        """Return every counter of group ``name`` (empty dict if none)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+
+# ---------------------------------------------------------------------------
+# URL helpers
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password (user-info or ``password=`` query) masked."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            if ":" in userinfo:
+                user = userinfo.split(":", 1)[0]
+                netloc = f"{user}:***@{hostport}"
+            elif userinfo and parts.scheme in ("redis", "rediss", "unix"):
+                # redis://secret@host: redis-py treats a lone user-info as user name,
+                # but many people write the password there; mask it too.
+                netloc = f"***@{hostport}"
+        query = parts.query
+        if query:
+            pairs = []
+            for item in query.split("&"):
+                name, sep, _value = item.partition("=")
+                if name.lower() in ("password", "pass", "pwd") and sep:
+                    pairs.append(f"{name}=***")
+                else:
+                    pairs.append(item)
+            query = "&".join(pairs)
+        if netloc == parts.netloc and query == parts.query:
+            return url  # (urlunsplit would turn sqlite:////abs into sqlite://abs)
+        slashes = "//" if url[len(parts.scheme) + 1 :].startswith("//") else ""
+        masked = f"{parts.scheme}:{slashes}{netloc}{parts.path}"
+        if query:
+            masked += f"?{query}"
+        if parts.fragment:
+            masked += f"#{parts.fragment}"
+        return masked
+    except ValueError:
+        return "<unparseable URL>"
+
+
+def _config_error(url: str, problem: str) -> StoreConfigError:
+    return StoreConfigError(f"BOTKIT_STORE {mask_url(url)!r}: {problem}")
+
+
+def _single_params(url: str, query: str) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for name, values in parse_qs(query, keep_blank_values=True).items():
+        if len(values) != 1:
+            raise _config_error(url, f"query parameter {name!r} given more than once")
+        params[name] = values[0]
+    return params
+
+
+def _positive_number(url: str, name: str, raw: str, kind: type[int | float]) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise _config_error(url, f"{name}={raw!r} is not a number") from None
+    if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+        raise _config_error(url, f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def open_store(
+    url: str | None,
+    *,
+    instance_path: str = "instance",
+    clock: Callable[[], float] = time.time,
+) -> Store:
+    """Open the store named by ``url`` (the ``BOTKIT_STORE`` setting).
+
+    ``None`` (or an empty string) means ``sqlite:///{instance_path}/botkit.sqlite3``.
+    ``clock`` is used for expiry by the memory and SQLite stores (tests inject
+    a fake one); Redis expires keys with its own clock.
+
+    Raises :class:`StoreConfigError` for a URL that cannot be used: an unknown
+    scheme, a SQLite path that cannot be created, a malformed Redis URL, or
+    Redis URL without the ``redis`` package installed. A Redis server that is
+    down is *not* an error here (the bot must be able to boot while Redis
+    restarts); it shows up as :class:`StoreUnavailable` on use.
+    """
+    if not url:
+        url = f"sqlite:///{instance_path}/botkit.sqlite3"
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise _config_error(url, f"not a URL ({exc}); accepted forms: {ACCEPTED_FORMS}") from None
+    if scheme == "memory":
+        return _open_memory(url, clock)
+    if scheme == "sqlite":
+        return _open_sqlite(url, clock)
+    if scheme in ("redis", "rediss", "unix"):
+        return _open_redis(url)
+    raise _config_error(url, f"unsupported scheme {scheme!r}; accepted forms: {ACCEPTED_FORMS}")
+
+
+# ---------------------------------------------------------------------------
+# memory://
+
+
+class MemoryStore(Store):
+    """An in-process LRU bounded to ``max_entries`` idempotency entries.
+
+    Thread-safe, but each process has its own: only correct with one worker
+    process. Expiry uses the injected clock. Counters are not bounded.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        clock: Callable[[], float] = time.time,
+        url: str = "memory://",
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self.url = url
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[Entry, float]] = OrderedDict()
+        self._counters: dict[str, dict[str, int]] = {}
+
+    def _live(self, key: str, now: float) -> Entry | None:
+        item = self._entries.get(key)
+        if item is None:
+            return None
+        entry, expires_at = item
+        if expires_at <= now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _put(self, key: str, entry: Entry, expires_at: float) -> None:
+        self._entries[key] = (entry, expires_at)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
+        with self._lock:
+            now = self._clock()
+            existing = self._live(key, now)
+            if existing is not None:
+                return existing
+            self._put(key, Entry(fingerprint, None, None), now + claim_ttl)
+            return None
+
+    def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
+        entry = Entry(fingerprint, int(status), bytes(body))
+        with self._lock:
+            self._put(key, entry, self._clock() + ttl)
+
+    def release(self, key: str, fingerprint: str) -> None:
+        with self._lock:
+            existing = self._live(key, self._clock())
+            if existing is not None and not existing.done and existing.fingerprint == fingerprint:
+                del self._entries[key]
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            return self._live(key, self._clock())
+
+    def ping(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def incr(self, name: str, field: str, amount: int = 1) -> int:
+        with self._lock:
+            group = self._counters.setdefault(name, {})
+            group[field] = value = group.get(field, 0) + amount
+            return value
+
+    def counters(self, name: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counters.get(name, {}))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def _open_memory(url: str, clock: Callable[[], float]) -> MemoryStore:
+    parts = urlsplit(url)
+    if parts.netloc or parts.path not in ("", "/"):
+        raise _config_error(url, "memory:// takes no host or path; use memory://?max_entries=N")
+    params = _single_params(url, parts.query)
+    max_entries = DEFAULT_MAX_ENTRIES
+    for name, raw in params.items():
+        if name == "max_entries":
+            max_entries = _positive_number(url, name, raw, int)
+        else:
+            raise _config_error(
+                url, f"unknown query parameter {name!r} (memory:// accepts max_entries)"
+            )
+    logger.info("idempotency store: %s (single process only)", url)
+    return MemoryStore(max_entries=max_entries, clock=clock, url=mask_url(url))
+
+
+# ---------------------------------------------------------------------------
+# sqlite:///
+
+
+_SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS botkit_idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status INTEGER,
+    body BLOB,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS botkit_idempotency_expires ON botkit_idempotency (expires_at);
+CREATE TABLE IF NOT EXISTS botkit_counters (
+    name TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (name, field)
+);
+"""
+
+
+class _ThreadConn(threading.local):
+    pid: int = -1
+    generation: int = -1
+    conn: sqlite3.Connection | None = None
+
+
+# Connections inherited through fork() belong to the parent process. Closing them
+# in the child could interfere with the parent's locks, so they are parked here
+# for the life of the process instead of being closed or garbage-collected.
+_INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
+
+
+class SQLiteStore(Store):
+    """A SQLite file shared by all processes on one machine.
+
+    WAL mode, one connection per thread and per process (a connection opened
+    before gunicorn forks is never used by a child), autocommit with short
+    explicit ``BEGIN IMMEDIATE`` transactions: no lock is held while a
+    handler runs. Expiry is the ``expires_at`` column, compared with the
+    injected clock; expired rows are deleted in small batches every
+    ``SQLITE_CLEANUP_EVERY`` claims.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        clock: Callable[[], float] = time.time,
+        url: str | None = None,
+    ) -> None:
+        self.path = path
+        self.url = url if url is not None else f"sqlite:///{path}"
+        self.busy_timeout_ms = busy_timeout_ms
+        self._clock = clock
+        self._local = _ThreadConn()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._open: list[tuple[int, sqlite3.Connection]] = []
+        self._claims = itertools.count(1)
+        self._init_schema()
+
+    def _init_schema(self) -> None:
+        # Several workers may create the file at the same moment. Switching to
+        # WAL can then fail with SQLITE_BUSY without waiting on busy_timeout,
+        # so retry for up to busy_timeout before giving up.
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                conn = self._connect()
+                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                conn.executescript(_SQLITE_SCHEMA)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+                continue
+            if str(mode).lower() != "wal":
+                logger.warning(
+                    "sqlite store %s: journal_mode is %s, not WAL; workers will block"
+                    " each other more (is the file on a network filesystem?)",
+                    self.url,
+                    mode,
+                )
+            return
+
+    # -- connections -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        if local.conn is not None and local.pid == pid and local.generation == self._generation:
+            return local.conn
+        if local.conn is not None and local.pid != pid:
+            _INHERITED_CONNECTIONS.append(local.conn)
+        local.conn = None
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,  # close() may run in another thread
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+        with self._lock:
+            self._open.append((pid, conn))
+            local.pid, local.generation, local.conn = pid, self._generation, conn
+        return conn
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("sqlite store %s: %s failed: %s", self.url, what, exc)
+            raise StoreUnavailable(f"sqlite store {self.url}: {what} failed: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:  # pragma: no cover - rollback of a broken connection
+                    pass
+            raise
+
+    @staticmethod
+    def _entry(row: tuple[Any, ...]) -> Entry:
+        fingerprint, status, body = row
+        return Entry(
+            str(fingerprint),
+            None if status is None else int(status),
+            None if body is None else bytes(body),
+        )
+
+    # -- Store API ----------------------------------------------------------
+
+    def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
+        with self._errors("claim"), self._transaction() as conn:
+            now = self._clock()
+            row = conn.execute(
+                "SELECT fingerprint, status, body FROM botkit_idempotency"
+                " WHERE key = ? AND expires_at > ?",
+                (key, now),
+            ).fetchone()
+            if row is not None:
+                return self._entry(row)
+            conn.execute(
+                "INSERT OR REPLACE INTO botkit_idempotency"
+                " (key, fingerprint, status, body, expires_at)"
+                " VALUES (?, ?, NULL, NULL, ?)",
+                (key, fingerprint, now + claim_ttl),
+            )
+        if next(self._claims) % SQLITE_CLEANUP_EVERY == 0:
+            self.cleanup()
+        return None
+
+    def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
+        with self._errors("complete"):
+            self._connect().execute(
+                "INSERT OR REPLACE INTO botkit_idempotency"
+                " (key, fingerprint, status, body, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    key,
+                    fingerprint,
+                    int(status),
+                    sqlite3.Binary(bytes(body)),
+                    self._clock() + ttl,
+                ),
+            )
+
+    def release(self, key: str, fingerprint: str) -> None:
+        with self._errors("release"):
+            self._connect().execute(
+                "DELETE FROM botkit_idempotency WHERE key = ? AND fingerprint = ?"
+                " AND status IS NULL AND expires_at > ?",
+                (key, fingerprint, self._clock()),
+            )
+
+    def get(self, key: str) -> Entry | None:
+        with self._errors("get"):
+            row = (
+                self._connect()
+                .execute(
+                    "SELECT fingerprint, status, body FROM botkit_idempotency"
+                    " WHERE key = ? AND expires_at > ?",
+                    (key, self._clock()),
+                )
+                .fetchone()
+            )
+        return None if row is None else self._entry(row)
+
+    def cleanup(self) -> int:
+        """Delete up to ``SQLITE_CLEANUP_BATCH`` expired rows; return how many.
+
+        Called automatically every ``SQLITE_CLEANUP_EVERY`` claims. Never raises:
+        a busy database just postpones the cleanup.
+        """
+        try:
+            cur = self._connect().execute(
+                "DELETE FROM botkit_idempotency WHERE rowid IN"
+                " (SELECT rowid FROM botkit_idempotency WHERE expires_at <= ? LIMIT ?)",
+                (self._clock(), SQLITE_CLEANUP_BATCH),
+            )
+        except (sqlite3.Error, OSError) as exc:
+            logger.debug("sqlite store %s: cleanup skipped: %s", self.url, exc)
+            return 0
+        if cur.rowcount:
+            logger.debug("sqlite store %s: deleted %d expired entries", self.url, cur.rowcount)
+        return int(cur.rowcount)
+
+    def ping(self) -> None:
+        with self._errors("ping"):
+            self._connect().execute("SELECT 1 FROM botkit_idempotency LIMIT 1").fetchall()
+
+    def close(self) -> None:
+        pid = os.getpid()
+        with self._lock:
+            mine = [conn for owner, conn in self._open if owner == pid]
+            self._open = [(owner, conn) for owner, conn in self._open if owner != pid]
+            self._generation += 1
+        for conn in mine:
+            try:
+                conn.close()
+            except sqlite3.Error:  # pragma: no cover
+                pass
+
+    def incr(self, name: str, field: str, amount: int = 1) -> int:
+        with self._errors("incr"), self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO botkit_counters (name, field, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (name, field) DO UPDATE SET value = value + excluded.value",
+                (name, field, int(amount)),
+            )
+            row = conn.execute(
+                "SELECT value FROM botkit_counters WHERE name = ? AND field = ?",
+                (name, field),
+            ).fetchone()
+        return int(row[0])
+
+    def counters(self, name: str) -> dict[str, int]:
+        with self._errors("counters"):
+            rows = (
+                self._connect()
+                .execute("SELECT field, value FROM botkit_counters WHERE name = ?", (name,))
+                .fetchall()
+            )
+        return {str(field): int(value) for field, value in rows}
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _sqlite_path(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise _config_error(
+            url,
+            "a sqlite URL has no host: use sqlite:///relative/path.db (three slashes)"
+            " or sqlite:////absolute/path.db (four)",
+        )
+    if not parts.path.startswith("/") or len(parts.path) < 2:
+        raise _config_error(
+            url,
+            "missing file path: use sqlite:///relative/path.db or sqlite:////absolute/path.db",
+        )
+    path = parts.path[1:]
+    if path == ":memory:" or path.startswith("file:"):
+        raise _config_error(
+            url,
+            "an in-memory SQLite database is not shared between workers; use memory://",
+        )
+    return path
+
+
+def _open_sqlite(url: str, clock: Callable[[], float]) -> SQLiteStore:
+    path = _sqlite_path(url)
+    params = _single_params(url, urlsplit(url).query)
+    busy_timeout = DEFAULT_BUSY_TIMEOUT_MS
+    for name, raw in params.items():
+        if name == "busy_timeout":
+            busy_timeout = _positive_number(url, name, raw, int)
+        else:
+            raise _config_error(
+                url, f"unknown query parameter {name!r} (sqlite accepts busy_timeout)"
+            )
+    parent = os.path.dirname(path)
+    try:
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        store = SQLiteStore(path, busy_timeout_ms=busy_timeout, clock=clock, url=mask_url(url))
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise StoreUnavailable(
+                f"sqlite store {mask_url(url)}: database stayed locked while opening: {exc}"
+            ) from exc
+        raise _config_error(url, f"cannot open or create {path!r}: {exc}") from exc
+    except (OSError, sqlite3.Error) as exc:
+        raise _config_error(url, f"cannot open or create {path!r}: {exc}") from exc
+    logger.info("idempotency store: %s", store.url)
+    return store
+
+
+# ---------------------------------------------------------------------------
+# redis://
+
+# Value layout (all integers big-endian):
+#   pending: b"P" + fingerprint (UTF-8)
+#   done:    b"D" + int32 status + uint32 len(fingerprint) + fingerprint + body
+_DONE_HEADER = struct.Struct(">iI")
+
+# Compare-and-delete: only the claimer's own pending value is removed.
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _encode_pending(fingerprint: str) -> bytes:
+    return b"P" + fingerprint.encode("utf-8")
+
+
+def _encode_done(fingerprint: str, status: int, body: bytes) -> bytes:
+    fp = fingerprint.encode("utf-8")
+    return b"D" + _DONE_HEADER.pack(status, len(fp)) + fp + bytes(body)
+
+
+def _decode(value: bytes) -> Entry:
+    kind = value[:1]
+    if kind == b"P":
+        return Entry(value[1:].decode("utf-8"), None, None)
+    if kind == b"D" and len(value) >= 1 + _DONE_HEADER.size:
+        status, fp_len = _DONE_HEADER.unpack_from(value, 1)
+        start = 1 + _DONE_HEADER.size
+        if start + fp_len <= len(value):
+            fingerprint = value[start : start + fp_len].decode("utf-8")
+            return Entry(fingerprint, status, value[start + fp_len :])
+    raise ValueError("not a botkit idempotency value")
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    # The client is created with decode_responses off, so this is always bytes.
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def _ttl_ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
+
+
+class RedisStore(Store):
+    """Idempotency entries as Redis keys ``botkit:idem:{key}``, counters as
+    hashes ``botkit:count:{name}``.
+
+    Expiry is Redis' own key TTL (``PX``), measured by the Redis server: the
+    ``clock`` given to :func:`open_store` is not used. Connections come from
+    redis-py's pool, which is thread-safe and resets itself after ``fork()``.
+    Timeouts are short and a failed command is retried at most once (to get
+    past a pooled connection that died with a Redis restart), so an outage
+    surfaces as :class:`StoreUnavailable` within about half a second.
+    """
+
+    def __init__(self, client: redis.Redis, *, url: str) -> None:
+        self.url = url
+        self._redis = client
+        self._release_script = client.register_script(_RELEASE_LUA)
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        import redis.exceptions
+
+        try:
+            yield
+        except (redis.exceptions.RedisError, OSError) as exc:
+            logger.warning("redis store %s: %s failed: %s", self.url, what, exc)
+            raise StoreUnavailable(f"redis store {self.url}: {what} failed: {exc}") from exc
+        except ValueError as exc:
+            raise StoreUnavailable(
+                f"redis store {self.url}: {what}: unreadable value: {exc}"
+            ) from exc
+
+    def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
+        name = REDIS_KEY_PREFIX + key
+        pending = _encode_pending(fingerprint)
+        with self._errors("claim"):
+            # SET NX is the atomic claim. When it fails, the GET can find nothing
+            # if the entry expired or was released in between: try again.
+            for _ in range(5):
+                if self._redis.set(name, pending, nx=True, px=_ttl_ms(claim_ttl)):
+                    return None
+                value = self._redis.get(name)
+                if value is not None:
+                    return _decode(_as_bytes(value))
+        raise StoreUnavailable(f"redis store {self.url}: claim of {key!r} kept racing with expiry")
+
+    def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
+        value = _encode_done(fingerprint, int(status), body)
+        with self._errors("complete"):
+            self._redis.set(REDIS_KEY_PREFIX + key, value, px=_ttl_ms(ttl))
+
+    def release(self, key: str, fingerprint: str) -> None:
+        with self._errors("release"):
+            self._release_script(keys=[REDIS_KEY_PREFIX + key], args=[_encode_pending(fingerprint)])
+
+    def get(self, key: str) -> Entry | None:
+        with self._errors("get"):
+            value = self._redis.get(REDIS_KEY_PREFIX + key)
+            return None if value is None else _decode(_as_bytes(value))
+
+    def ping(self) -> None:
+        with self._errors("ping"):
+            self._redis.ping()
+
+    def close(self) -> None:
+        try:
+            self._redis.close()
+        except Exception:  # pragma: no cover - closing a dead connection
+            logger.debug("redis store %s: error on close", self.url, exc_info=True)
+
+    def incr(self, name: str, field: str, amount: int = 1) -> int:
+        with self._errors("incr"):
+            return int(self._redis.hincrby(REDIS_COUNTER_PREFIX + name, field, int(amount)))
+
+    def counters(self, name: str) -> dict[str, int]:
+        with self._errors("counters"):
+            raw: dict[Any, Any] = dict(self._redis.hgetall(REDIS_COUNTER_PREFIX + name))
+        return {
+            (k.decode("utf-8") if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()
+        }
+
+
+def _open_redis(url: str) -> RedisStore:
+    try:
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:
+        raise _config_error(
+            url, "the redis package is not installed: pip install botkit[redis]"
+        ) from None
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise _config_error(url, f"malformed Redis URL: {exc}") from None
+    if parts.scheme in ("redis", "rediss"):
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise _config_error(url, f"the path must be a database number, got {parts.path!r}")
+        if not parts.hostname and parts.netloc.rpartition("@")[2]:
+            raise _config_error(url, "malformed host")
+    elif not parts.path:
+        raise _config_error(url, "unix:// needs a socket path, e.g. unix:///run/redis/redis.sock")
+    for name, raw in _single_params(url, parts.query).items():
+        if name in ("socket_timeout", "socket_connect_timeout"):
+            _positive_number(url, name, raw, float)
+
+    try:
+        pool = redis.ConnectionPool.from_url(
+            url,
+            socket_timeout=DEFAULT_REDIS_TIMEOUT,
+            socket_connect_timeout=DEFAULT_REDIS_TIMEOUT,
+            retry=Retry(NoBackoff(), 1),
+        )
+        # Build (but do not connect) one connection, so that an unknown query
+        # parameter is reported now rather than on the first webhook.
+        pool.connection_class(**pool.connection_kwargs)
+        client = redis.Redis(connection_pool=pool)
+    except (TypeError, ValueError) as exc:
+        raise _config_error(url, f"malformed Redis URL: {exc}") from None
+    store = RedisStore(client, url=mask_url(url))
+    logger.info("idempotency store: %s", store.url)
+    return store

@@ -1,0 +1,111 @@
+"""The parts a running bot uses: store, thread pool, queue, Stream client.
+
+One :class:`Runtime` per bot per process. Parts that hold threads or sockets are made
+lazily and remade after a fork, so gunicorn's ``preload_app`` is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from .config import Config
+from .context import custom_fields, split_cid
+from .idempotency import Store, open_store
+
+if TYPE_CHECKING:
+    from .bot import Bot
+    from .stream_api import StreamClient
+    from .tasks import TaskQueue
+
+log = logging.getLogger("botkit")
+
+#: Fields a late result may carry when it is posted as a new message.
+_POSTABLE = ("text", "attachments", "mml")
+
+
+class Runtime:
+    def __init__(
+        self,
+        bot: Bot,
+        config: Config,
+        *,
+        instance_path: str = "instance",
+        store: Store | None = None,
+        queue: TaskQueue | None = None,
+        stream: StreamClient | None = None,
+    ) -> None:
+        from .tasks import open_queue
+
+        self.bot = bot
+        self.config = config
+        self.store = (
+            store
+            if store is not None
+            else open_store(config.store_url, instance_path=instance_path)
+        )
+        self.queue = queue if queue is not None else open_queue(config.queue_url, bot)
+        self._stream = stream
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        bot._runtime = self  # type: ignore[attr-defined]
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The pool handlers run in, so that their deadline can be kept."""
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    self._pool = ThreadPoolExecutor(64, "botkit-handler")
+                    self._pid = os.getpid()
+        return self._pool
+
+    @property
+    def stream(self) -> StreamClient | None:
+        """A Stream REST client, when the app has real credentials."""
+        if self._stream is None and not self.config.dev_credentials:
+            from .stream_api import StreamClient
+
+            key = self.config.keyring.default_key
+            self._stream = StreamClient(
+                key, self.config.keyring.secret_for(key), base_url=self.config.stream_base_url
+            )
+        return self._stream
+
+    def post_late_result(self, payload: dict[str, Any]) -> None:
+        """Send a result that missed the deadline to ``payload['cid']`` as the bot user."""
+        message: dict[str, Any] = payload["message"]
+        cid = payload.get("cid")
+        channel_type, channel_id = split_cid(cid)
+        user_id = self.config.bot_user_id
+        client = self.stream
+        if not (channel_type and channel_id and user_id and client):
+            log.warning(
+                "late result of /%s dropped: set STREAM_BOT_USER_ID and Stream credentials "
+                "so botkit can post it to the channel (cid %s)",
+                payload.get("command"),
+                cid,
+            )
+            return
+        body = {k: message[k] for k in _POSTABLE if message.get(k)}
+        body.update(custom_fields(message))
+        client.send_message(channel_type, channel_id, body, user_id)
+        log.info("late result of /%s posted to %s", payload.get("command"), cid)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+        self.queue.close()
+        self.store.close()
+
+
+def runtime_for(bot: Bot) -> Runtime:
+    """The bot's runtime in this process, made from the environment if it has none."""
+    runtime: Runtime | None = getattr(bot, "_runtime", None)
+    if runtime is None:
+        runtime = Runtime(bot, Config.from_env())
+    return runtime

@@ -1,0 +1,176 @@
+"""marshmallow schemas for what Stream sends and what botkit answers.
+
+Unknown fields are kept on the way in: a message's custom fields are where a bot keeps
+its state between a command and the clicks on its buttons.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
+
+__all__ = ["InvalidPayload", "parse_json", "validate_reply"]
+
+MESSAGE_TYPES = ("regular", "ephemeral", "error", "reply", "system", "deleted")
+
+#: Message fields Stream defines; every other top-level key is a custom field (state).
+MESSAGE_FIELDS = frozenset(
+    {
+        "id", "text", "html", "type", "command", "args", "cid", "created_at", "updated_at",
+        "deleted_at", "attachments", "mml", "user", "latest_reactions", "own_reactions",
+        "reaction_counts", "reaction_scores", "reaction_groups", "reply_count",
+        "mentioned_users", "silent", "parent_id", "show_in_channel", "i18n",
+        "command_info", "shadowed", "pinned", "pinned_at", "pinned_by", "pin_expires",
+        "quoted_message_id", "quoted_message", "thread_participants", "restricted_visibility",
+        "before_message_send_failed", "poll_id", "poll", "member", "deleted_reply_count",
+        "message_text_updated_at", "image_labels", "channel",
+    }
+)  # fmt: skip
+
+
+class InvalidPayload(Exception):
+    """A signed body that botkit cannot accept; ``fields`` says what is wrong."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        super().__init__(fields)
+        self.fields = fields
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """Decode a webhook body: strict UTF-8 (no BOM), strict JSON, an object at the top."""
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise InvalidPayload({"_body": ["body is not valid UTF-8"]}) from None
+    except RecursionError:
+        raise InvalidPayload({"_body": ["JSON is nested too deeply"]}) from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, huge integers
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise InvalidPayload({"_body": [f"body is not valid JSON: {msg}"]}) from None
+    if not isinstance(data, dict):
+        raise InvalidPayload({"_body": ["body must be a JSON object"]})
+    return data
+
+
+class _Open(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+
+class UserSchema(_Open):
+    id = fields.String(required=True, validate=validate.Length(min=1))
+    name = fields.String(allow_none=True)
+    role = fields.String(allow_none=True)
+    Custom = fields.Dict(keys=fields.String(), allow_none=True)
+
+
+class MessageSchema(_Open):
+    id = fields.String(load_default="")
+    text = fields.String(allow_none=True)
+    html = fields.String(allow_none=True)
+    type = fields.String(allow_none=True)
+    command = fields.String(allow_none=True)
+    args = fields.String(allow_none=True)
+    cid = fields.String(allow_none=True)
+    mml = fields.String(allow_none=True)
+    attachments = fields.List(fields.Dict(keys=fields.String()), allow_none=True)
+    user = fields.Nested(UserSchema, allow_none=True)
+
+
+class CommandPayloadSchema(_Open):
+    message = fields.Nested(MessageSchema, required=True)
+    user = fields.Nested(UserSchema, required=True)
+    form_data = fields.Dict(keys=fields.String(), values=fields.String(), allow_none=True)
+
+
+class ChannelSchema(_Open):
+    cid = fields.String(allow_none=True)
+    id = fields.String(allow_none=True)
+    type = fields.String(allow_none=True)
+
+
+class BeforeSendPayloadSchema(_Open):
+    message = fields.Nested(MessageSchema, required=True)
+    user = fields.Nested(UserSchema, required=True)
+    channel = fields.Nested(ChannelSchema, allow_none=True)
+    request_info = fields.Dict(keys=fields.String(), allow_none=True)
+
+
+class EventSchema(_Open):
+    type = fields.String(required=True, validate=validate.Length(min=1))
+    user = fields.Nested(UserSchema, allow_none=True)
+    message = fields.Nested(MessageSchema, allow_none=True)
+    cid = fields.String(allow_none=True)
+
+
+# -- outgoing -----------------------------------------------------------------------------
+
+
+class _ActionOut(_Open):
+    name = fields.String(required=True, validate=validate.Length(min=1))
+    text = fields.String(required=True, validate=validate.Length(min=1))
+    type = fields.String(required=True, validate=validate.Length(min=1))
+    value = fields.String(allow_none=True)
+    style = fields.String(allow_none=True)
+
+
+class _FieldOut(_Open):
+    title = fields.String(required=True)
+    value = fields.String(required=True)
+    short = fields.Boolean(required=True)
+
+
+class _AttachmentOut(_Open):
+    type = fields.String(allow_none=True)
+    actions = fields.List(fields.Nested(_ActionOut), allow_none=True)
+    fields_ = fields.List(fields.Nested(_FieldOut), allow_none=True, data_key="fields")
+
+
+class _MessageOut(_Open):
+    text = fields.String(allow_none=True)
+    type = fields.String(allow_none=True, validate=validate.OneOf(MESSAGE_TYPES))
+    mml = fields.String(allow_none=True)
+    attachments = fields.List(
+        fields.Nested(_AttachmentOut), allow_none=True, validate=validate.Length(max=30)
+    )
+
+
+_command_schema = CommandPayloadSchema()
+_before_send_schema = BeforeSendPayloadSchema()
+_event_schema = EventSchema()
+_message_out = _MessageOut()
+
+
+def _load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = schema.load(data)
+    except ValidationError as exc:
+        raise InvalidPayload(exc.normalized_messages()) from None  # type: ignore[no-untyped-call]
+    except RecursionError:
+        raise InvalidPayload({"_body": ["JSON is nested too deeply"]}) from None
+    return result
+
+
+def load_command(data: dict[str, Any]) -> dict[str, Any]:
+    return _load(_command_schema, data)
+
+
+def load_before_send(data: dict[str, Any]) -> dict[str, Any]:
+    return _load(_before_send_schema, data)
+
+
+def load_event(data: dict[str, Any]) -> dict[str, Any]:
+    return _load(_event_schema, data)
+
+
+def validate_reply(message: dict[str, Any]) -> dict[str, Any]:
+    """Errors in an outgoing message (empty when it is one Stream accepts)."""
+    errors: dict[str, Any] = _message_out.validate(message)
+    return errors

@@ -1,0 +1,170 @@
+"""Off-request work: push event handlers and late command results.
+
+``BOTKIT_QUEUE`` picks where that work runs:
+
+- unset or ``thread://``: an in-process thread pool. Nothing to install, but **not
+  durable**: events queued when a worker stops are lost. Good for development.
+- ``huey+sqlite:///path`` or ``huey+redis://host:port/db``: huey, a real task queue; run
+  the consumer with ``botkit worker`` (see the README).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from . import signals
+from .context import Event
+
+if TYPE_CHECKING:
+    from .bot import Bot
+
+log = logging.getLogger("botkit.tasks")
+
+__all__ = ["QueueUnavailable", "TaskQueue", "ThreadQueue", "open_queue", "run_event"]
+
+MAX_ATTEMPTS = 3
+
+
+class QueueUnavailable(Exception):
+    """Work could not be queued (Stream will be told to retry)."""
+
+
+class TaskQueue:
+    """Where work goes: ``submit(name, payload)`` runs ``TASKS[name](bot, payload)``."""
+
+    durable = False
+    url = "thread://"
+
+    def submit(self, name: str, payload: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        return {"url": self.url, "durable": self.durable, "ok": True}
+
+    def close(self) -> None:
+        pass
+
+
+def _handler_name(func: Callable[..., Any]) -> str:
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', repr(func))}"
+
+
+def run_event(bot: Bot, payload: dict[str, Any]) -> None:
+    """Run every handler that wants this event once; raise if any of them failed.
+
+    ``payload`` is ``{"event": {...}, "webhook_id": ..., "attempt": ..., "api_key": ...,
+    "done": [names of handlers that already succeeded on an earlier try]}``.
+    """
+    event = Event(
+        payload["event"],
+        webhook_id=payload.get("webhook_id"),
+        attempt=int(payload.get("attempt") or 1),
+        api_key=payload.get("api_key"),
+    )
+    done: list[str] = payload.setdefault("done", [])
+    failed: list[BaseException] = []
+    for handler in bot.handlers_for(event.type):
+        name = _handler_name(handler.func)
+        if name in done:
+            continue
+        start = time.perf_counter()
+        try:
+            handler.func(event)
+        except Exception as exc:
+            log.error(
+                "event handler %s failed for %s (webhook id %s)\n%s",
+                name,
+                event.type,
+                event.webhook_id,
+                traceback.format_exc(),
+            )
+            signals.event_failed.send(bot, event=event, handler=handler.func, exception=exc)
+            failed.append(exc)
+        else:
+            done.append(name)
+            signals.event_handled.send(
+                bot, event=event, handler=handler.func, duration=time.perf_counter() - start
+            )
+    if failed:
+        raise failed[0]
+
+
+def deliver_late_result(bot: Bot, payload: dict[str, Any]) -> None:
+    """Post a command result that missed its deadline to the channel, as the bot user."""
+    from .runtime import runtime_for
+
+    runtime_for(bot).post_late_result(payload)
+
+
+#: Work the queue knows how to run, by name.
+TASKS: dict[str, Callable[[Bot, dict[str, Any]], None]] = {
+    "event": run_event,
+    "late_result": deliver_late_result,
+}
+
+
+class ThreadQueue(TaskQueue):
+    """An in-process pool; failed work is retried with backoff, then logged."""
+
+    def __init__(self, bot: Bot, max_workers: int = 8, backoff: float = 0.5) -> None:
+        self.bot = bot
+        self.backoff = backoff
+        self._max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._max_workers, "botkit-task")
+        return self._pool
+
+    def submit(self, name: str, payload: dict[str, Any]) -> None:
+        try:
+            self._executor().submit(self._run, name, payload)
+        except RuntimeError as exc:  # interpreter shutting down
+            raise QueueUnavailable(str(exc)) from exc
+
+    def _run(self, name: str, payload: dict[str, Any]) -> None:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                TASKS[name](self.bot, payload)
+                return
+            except Exception:
+                if attempt == MAX_ATTEMPTS:
+                    log.error(
+                        "task %s gave up after %d attempts (webhook id %s)",
+                        name,
+                        attempt,
+                        payload.get("webhook_id"),
+                    )
+                    return
+                time.sleep(self.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def open_queue(url: str | None, bot: Bot) -> TaskQueue:
+    """The queue ``BOTKIT_QUEUE`` names; ``ValueError`` naming the URL if unusable."""
+    if not url or url == "thread://":
+        return ThreadQueue(bot)
+    if url.startswith("huey+"):
+        from .huey_queue import HueyQueue  # type: ignore[import-not-found]
+
+        queue: TaskQueue = HueyQueue(url, bot)
+        return queue
+    raise ValueError(
+        f"BOTKIT_QUEUE={url!r} is not a queue botkit knows: use thread://, "
+        "huey+sqlite:///path/to/queue.db or huey+redis://host:6379/0"
+    )

@@ -1,0 +1,1 @@
+"""Example bots: /gif, /ticket (and more), served together by ``wsgi.py``."""

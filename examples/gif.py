@@ -1,0 +1,147 @@
+"""``/gif cats``: Stream's built-in /giphy, rebuilt as a custom command.
+
+An ephemeral preview with Send / Shuffle / Cancel. With ``GIPHY_API_KEY`` set it searches
+Giphy; otherwise it picks from a small bundled catalog so the demo runs offline.
+(The name ``giphy`` itself is Stream's and cannot be a custom command.)
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from botkit import Action, Attachment, CommandContext, CommandGroup, Message
+
+log = logging.getLogger(__name__)
+
+group = CommandGroup()
+
+GIPHY_URL = os.environ.get("GIPHY_API_URL", "https://api.giphy.com/v1/gifs/search")
+
+
+class GiphyError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Gif:
+    url: str
+    page: str
+    width: int = 200
+    height: int = 150
+
+
+def _card(label: str, color: str) -> str:
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="150">'
+        f'<rect width="200" height="150" fill="{color}"/>'
+        '<text x="100" y="85" font-family="sans-serif" font-size="22" fill="white" '
+        f'text-anchor="middle">{label}</text></svg>'
+    )
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+_COLORS = ["#e4572e", "#29335c", "#f3a712", "#669bbc", "#a8c686", "#7b2cbf"]
+_TOPICS = ["cats", "dogs", "wave", "party", "coffee", "rain"]
+#: The offline catalog: a few cards per topic, made here so nothing is fetched.
+CATALOG: dict[str, list[Gif]] = {
+    topic: [
+        Gif(
+            _card(f"{topic} #{n}", _COLORS[(i + n) % len(_COLORS)]),
+            f"https://giphy.com/search/{topic}",
+        )
+        for n in range(1, 4)
+    ]
+    for i, topic in enumerate(_TOPICS)
+}
+
+
+def search(query: str, pick: int) -> Gif | None:
+    """The ``pick``-th GIF for ``query`` (wrapping around), or None if there is none."""
+    api_key = os.environ.get("GIPHY_API_KEY")
+    if api_key:
+        return _search_giphy(api_key, query, pick)
+    words = query.lower().split()
+    matches = [
+        g
+        for topic, gifs in CATALOG.items()
+        if any(w in topic or topic in w for w in words)
+        for g in gifs
+    ]
+    if not matches:
+        matches = [g for gifs in CATALOG.values() for g in gifs]
+    return matches[pick % len(matches)]
+
+
+def _search_giphy(api_key: str, query: str, pick: int) -> Gif | None:
+    try:
+        response = requests.get(
+            GIPHY_URL,
+            params={"api_key": api_key, "q": query, "limit": 1, "offset": pick % 50, "rating": "g"},
+            timeout=0.5,
+        )
+        response.raise_for_status()
+        data = response.json()["data"]
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        log.warning("Giphy search failed: %s", exc)
+        raise GiphyError(str(exc)) from None
+    if not data:
+        return None
+    images = data[0]["images"]["fixed_height"]
+    return Gif(images["url"], data[0].get("url", ""), int(images["width"]), int(images["height"]))
+
+
+def preview(query: str, pick: int) -> Message:
+    gif = search(query, pick)
+    if gif is None:
+        return Message.error(f"No GIFs found for “{query}”.")
+    rendition: dict[str, Any] = {"url": gif.url, "width": str(gif.width), "height": str(gif.height)}
+    attachment = Attachment(
+        type="giphy",
+        title=query,
+        title_link=gif.page,
+        thumb_url=gif.url,
+        image_url=gif.url,
+        giphy={"original": rendition, "fixed_height": rendition},
+        actions=[
+            Action.button("image_action", "send", "Send", style="primary"),
+            Action.button("image_action", "shuffle", "Shuffle"),
+            Action.button("image_action", "cancel", "Cancel"),
+        ],
+    )
+    return Message.ephemeral(attachments=[attachment], state={"gif_query": query, "gif_pick": pick})
+
+
+@group.command("gif", description="Post a GIF", args="[search terms]")
+def gif(ctx: CommandContext) -> Message:
+    query = ctx.args.strip()
+    if not query:
+        return Message.error("Usage: /gif [search terms]")
+    try:
+        return preview(query, 0)
+    except GiphyError:
+        return Message.error("Sorry, Giphy is not answering right now. Try again in a moment.")
+
+
+@gif.action("image_action", "shuffle")
+def shuffle(ctx: CommandContext) -> Message:
+    query = str(ctx.state.get("gif_query") or ctx.args)
+    try:
+        return preview(query, int(ctx.state.get("gif_pick", 0)) + 1)
+    except GiphyError:
+        return Message.error("Sorry, Giphy is not answering right now. Try again in a moment.")
+
+
+@gif.action("image_action", "send")
+def send(ctx: CommandContext) -> Message:
+    return Message.publish(text="")
+
+
+@gif.action("image_action", "cancel")
+def cancel(ctx: CommandContext) -> Message:
+    return Message.delete()

@@ -1,0 +1,25 @@
+"""gunicorn settings for a botkit app (``gunicorn wsgi:app`` reads this file).
+
+gthread workers keep HTTP connections alive, as Stream asks; botkit keeps its own
+per-request deadlines, since gunicorn's ``timeout`` is only a heartbeat for gthread.
+"""
+
+import os
+
+bind = os.environ.get("BOTKIT_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# Heroku's router closes idle connections after 90 s: stay open a little longer than it.
+keepalive = 95
+timeout = 20
+# Heroku sends SIGKILL 30 s after SIGTERM: finish in-flight requests before that.
+graceful_timeout = 20
+max_requests = 10000
+max_requests_jitter = 1000
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+if os.environ.get("BOTKIT_TLS_CERT") and os.environ.get("BOTKIT_TLS_KEY"):
+    certfile = os.environ["BOTKIT_TLS_CERT"]
+    keyfile = os.environ["BOTKIT_TLS_KEY"]

@@ -1,0 +1,787 @@
+"""Tests for botkit.idempotency against memory, SQLite and a real redis-server."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from services import RedisServer, redis_server, redis_url  # noqa: F401
+
+from botkit.idempotency import (
+    Entry,
+    MemoryStore,
+    RedisStore,
+    SQLiteStore,
+    Store,
+    StoreConfigError,
+    StoreUnavailable,
+    _decode,
+    _encode_done,
+    _encode_pending,
+    open_store,
+)
+
+BODIES = [
+    b"",
+    b'{"message": {"text": "ok"}}',
+    b"\x00",
+    b"\x00\x01\x02 nul \x00 inside\x00",
+    b"\xff\xfe\xfd not utf-8 \xc3\x28",
+    bytes(range(256)) * 3,
+    "caf\u00e9 \U0001f916".encode(),
+]
+
+# A claim TTL and a wait that outlasts it: instant with a fake clock, a real
+# sleep for Redis (which expires keys with its own clock).
+SHORT_TTL = 0.2
+OUTLAST = 0.3
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Harness:
+    kind: str
+    store: Store
+    clock: FakeClock | None
+
+    def wait(self, seconds: float) -> None:
+        """Let ``seconds`` pass for the store's expiry."""
+        if self.clock is not None:
+            self.clock.advance(seconds)
+        else:
+            time.sleep(seconds)
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def harness(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Harness]:
+    clock = FakeClock()
+    if request.param == "memory":
+        h = Harness("memory", open_store("memory://", clock=clock), clock)
+    elif request.param == "sqlite":
+        h = Harness("sqlite", open_store(f"sqlite:///{tmp_path}/idem.db", clock=clock), clock)
+    else:
+        url = request.getfixturevalue("redis_url")
+        h = Harness("redis", open_store(url), None)
+    try:
+        yield h
+    finally:
+        h.store.close()
+
+
+# ---------------------------------------------------------------------------
+# Semantic suite, shared by all stores
+
+
+@pytest.mark.parametrize("body", BODIES, ids=lambda b: f"{len(b)}B")
+def test_claim_complete_replay_byte_for_byte(harness: Harness, body: bytes) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp", 30) is None
+    store.complete("wh-1", "fp", 403, body, 60)
+    replay = store.claim("wh-1", "fp", 30)
+    assert replay == Entry("fp", 403, body)
+    assert replay is not None and replay.done
+    assert type(replay.body) is bytes
+    assert store.get("wh-1") == Entry("fp", 403, body)
+
+
+def test_large_body_round_trips(harness: Harness) -> None:
+    body = os.urandom(512 * 1024)
+    assert harness.store.claim("big", "fp", 30) is None
+    harness.store.complete("big", "fp", 200, body, 60)
+    got = harness.store.get("big")
+    assert got is not None and got.body == body
+
+
+def test_second_claim_returns_pending_entry(harness: Harness) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp", 30) is None
+    entry = store.claim("wh-1", "fp", 30)
+    assert entry == Entry("fp", None, None)
+    assert entry is not None and not entry.done
+    assert store.get("wh-1") == entry
+
+
+def test_get_missing_is_none(harness: Harness) -> None:
+    assert harness.store.get("nope") is None
+
+
+def test_keys_are_independent(harness: Harness) -> None:
+    store = harness.store
+    keys = ["a", "A", "a ", "ключ", "with:colons:*", "x" * 300, ""]
+    for key in keys:
+        assert store.claim(key, f"fp-{key}", 30) is None
+    for key in keys:
+        assert store.get(key) == Entry(f"fp-{key}", None, None)
+
+
+def test_release_lets_a_retry_claim(harness: Harness) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp", 30) is None
+    store.release("wh-1", "fp")
+    assert store.get("wh-1") is None
+    assert store.claim("wh-1", "fp", 30) is None
+
+
+def test_release_with_other_fingerprint_does_nothing(harness: Harness) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp", 30) is None
+    store.release("wh-1", "other")
+    assert store.get("wh-1") == Entry("fp", None, None)
+    assert store.claim("wh-1", "fp", 30) == Entry("fp", None, None)
+
+
+def test_release_does_not_delete_a_result(harness: Harness) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp", 30) is None
+    store.complete("wh-1", "fp", 200, b"ok", 60)
+    store.release("wh-1", "fp")
+    assert store.get("wh-1") == Entry("fp", 200, b"ok")
+
+
+def test_release_of_missing_key_is_harmless(harness: Harness) -> None:
+    harness.store.release("never-claimed", "fp")
+    assert harness.store.get("never-claimed") is None
+
+
+def test_claim_expiry_lets_a_retry_claim(harness: Harness) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp-dead-worker", SHORT_TTL) is None
+    assert store.claim("wh-1", "fp", SHORT_TTL) == Entry("fp-dead-worker", None, None)
+    harness.wait(OUTLAST)
+    assert store.get("wh-1") is None
+    assert store.claim("wh-1", "fp", 30) is None
+    assert store.get("wh-1") == Entry("fp", None, None)
+
+
+def test_result_ttl_expiry(harness: Harness) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp", 30) is None
+    store.complete("wh-1", "fp", 200, b"ok", SHORT_TTL)
+    assert store.get("wh-1") == Entry("fp", 200, b"ok")
+    harness.wait(OUTLAST)
+    assert store.get("wh-1") is None
+    assert store.claim("wh-1", "fp", 30) is None
+
+
+def test_result_outlives_claim_ttl(harness: Harness) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp", SHORT_TTL) is None
+    store.complete("wh-1", "fp", 200, b"ok", 60)
+    harness.wait(OUTLAST)
+    assert store.claim("wh-1", "fp", 30) == Entry("fp", 200, b"ok")
+
+
+def test_fingerprint_is_kept(harness: Harness) -> None:
+    store = harness.store
+    assert store.claim("wh-1", "fp-first", 30) is None
+    assert store.claim("wh-1", "fp-second", 30) == Entry("fp-first", None, None)
+    store.complete("wh-1", "fp-first", 200, b"first", 60)
+    assert store.claim("wh-1", "fp-second", 30) == Entry("fp-first", 200, b"first")
+    store.release("wh-1", "fp-second")
+    assert store.get("wh-1") == Entry("fp-first", 200, b"first")
+
+
+def test_counters(harness: Harness) -> None:
+    store = harness.store
+    assert store.counters("messages") == {}
+    assert store.incr("messages", "messaging:general") == 1
+    assert store.incr("messages", "messaging:general") == 2
+    assert store.incr("messages", "messaging:random", 5) == 5
+    assert store.incr("messages", "messaging:random", -2) == 3
+    assert store.incr("other", "messaging:general") == 1
+    assert store.incr("messages", "caf\u00e9") == 1
+    assert store.counters("messages") == {
+        "messaging:general": 2,
+        "messaging:random": 3,
+        "caf\u00e9": 1,
+    }
+    assert store.counters("other") == {"messaging:general": 1}
+
+
+def test_counters_do_not_expire(harness: Harness) -> None:
+    harness.store.incr("n", "f")
+    harness.wait(OUTLAST)
+    assert harness.store.counters("n") == {"f": 1}
+
+
+def test_concurrent_threads_single_owner(harness: Harness) -> None:
+    store = harness.store
+    owners: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(12)
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(20):
+                if store.claim(f"k{i}", "fp", 30) is None:
+                    owners.append(i)
+            store.incr("threads", "count")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert sorted(owners) == list(range(20))
+    assert store.counters("threads") == {"count": 12}
+
+
+def test_ping_close_and_url(harness: Harness) -> None:
+    harness.store.ping()
+    prefix = {"memory": "memory://", "sqlite": "sqlite:///", "redis": "redis://"}[harness.kind]
+    assert harness.store.url.startswith(prefix)
+    assert harness.store.url in repr(harness.store)
+    harness.store.close()
+    harness.store.close()
+
+
+# ---------------------------------------------------------------------------
+# Stateful comparison with a dict model
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Random claim/complete/release/get/incr sequences versus a dict model."""
+
+    keys = st.sampled_from(["a", "b", "c"])
+    fingerprints = st.sampled_from(["f1", "f2"])
+    ttls = st.sampled_from([1.0, 2.5, 5.0])
+
+    def __init__(self, make: Callable[[FakeClock | None], Store], uses_clock: bool) -> None:
+        super().__init__()
+        self.clock = FakeClock() if uses_clock else None
+        self.store = make(self.clock)
+        self.model: dict[str, tuple[Entry, float]] = {}
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def now(self) -> float:
+        return self.clock() if self.clock is not None else 0.0
+
+    def live(self, key: str) -> Entry | None:
+        item = self.model.get(key)
+        if item is None or item[1] <= self.now():
+            self.model.pop(key, None)
+            return None
+        return item[0]
+
+    def ttl(self, ttl: float) -> float:
+        # Without a fake clock (Redis) nothing may expire during an example.
+        return ttl if self.clock is not None else 600.0
+
+    @rule(key=keys, fp=fingerprints, ttl=ttls)
+    def claim(self, key: str, fp: str, ttl: float) -> None:
+        expected = self.live(key)
+        got = self.store.claim(key, fp, self.ttl(ttl))
+        assert got == expected
+        if expected is None:
+            self.model[key] = (Entry(fp, None, None), self.now() + self.ttl(ttl))
+
+    @rule(
+        key=keys,
+        fp=fingerprints,
+        status=st.sampled_from([200, 201, 403, 500]),
+        body=st.binary(max_size=24),
+        ttl=ttls,
+    )
+    def complete(self, key: str, fp: str, status: int, body: bytes, ttl: float) -> None:
+        self.store.complete(key, fp, status, body, self.ttl(ttl))
+        self.model[key] = (Entry(fp, status, body), self.now() + self.ttl(ttl))
+
+    @rule(key=keys, fp=fingerprints)
+    def release(self, key: str, fp: str) -> None:
+        self.store.release(key, fp)
+        entry = self.live(key)
+        if entry is not None and not entry.done and entry.fingerprint == fp:
+            del self.model[key]
+
+    @rule(key=keys)
+    def get(self, key: str) -> None:
+        assert self.store.get(key) == self.live(key)
+
+    @precondition(lambda self: self.clock is not None)
+    @rule(seconds=st.sampled_from([0.5, 1.0, 2.5, 3.0]))
+    def advance(self, seconds: float) -> None:
+        assert self.clock is not None
+        self.clock.advance(seconds)
+
+    @rule(
+        name=st.sampled_from(["n1", "n2"]),
+        field=st.sampled_from(["x", "y"]),
+        amount=st.integers(-3, 3),
+    )
+    def incr(self, name: str, field: str, amount: int) -> None:
+        group = self.counts.setdefault(name, {})
+        group[field] = group.get(field, 0) + amount
+        assert self.store.incr(name, field, amount) == group[field]
+
+    @invariant()
+    def counters_match(self) -> None:
+        for name in ("n1", "n2"):
+            assert self.store.counters(name) == self.counts.get(name, {})
+
+    def teardown(self) -> None:
+        self.store.close()
+
+
+STATEFUL_SETTINGS = settings(
+    max_examples=40,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+def test_store_matches_model(kind: str, request: pytest.FixtureRequest, tmp_path: Any) -> None:
+    counter = iter(range(10**9))
+    make: Callable[[FakeClock | None], Store]
+    if kind == "memory":
+
+        def make(clock: FakeClock | None) -> Store:
+            assert clock is not None
+            return open_store("memory://?max_entries=100", clock=clock)
+
+    elif kind == "sqlite":
+
+        def make(clock: FakeClock | None) -> Store:
+            assert clock is not None
+            return open_store(f"sqlite:///{tmp_path}/model-{next(counter)}.db", clock=clock)
+
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        url = request.getfixturevalue("redis_url")
+
+        def make(clock: FakeClock | None) -> Store:
+            server.flushall()
+            return open_store(url)
+
+    run_state_machine_as_test(
+        lambda: StoreMachine(make, uses_clock=kind != "redis"),
+        settings=STATEFUL_SETTINGS,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Many processes x many threads claiming the same keys
+
+N_PROCESSES = 8
+N_THREADS = 4
+N_KEYS = 25
+
+
+def _race_in_child(store: Store, barrier: Any, results: Any) -> None:
+    """Run in a forked child: N_THREADS threads (main thread included) claim every
+    key; a barrier shared by all processes lines every contender up on each key."""
+    owned: list[str] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        for i in range(N_KEYS):
+            try:
+                barrier.wait(timeout=30)
+                if store.claim(f"race-{i}", f"fp-{os.getpid()}", 30) is None:
+                    with lock:
+                        owned.append(f"race-{i}")
+                store.incr("race", "claims")
+            except Exception as exc:
+                with lock:
+                    errors.append(repr(exc))
+
+    threads = [threading.Thread(target=run) for _ in range(N_THREADS - 1)]
+    for t in threads:
+        t.start()
+    run()
+    for t in threads:
+        t.join()
+    results.put((os.getpid(), owned, errors))
+
+
+def _race(store: Store) -> None:
+    # Use the store in the parent first, so that children inherit open
+    # connections they must not reuse.
+    assert store.claim("warmup", "fp", 30) is None
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(N_PROCESSES * N_THREADS)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_race_in_child, args=(store, barrier, results))
+        for _ in range(N_PROCESSES)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=10)
+        assert p.exitcode == 0
+    errors = [e for _, _, errs in outcomes for e in errs]
+    assert errors == []
+    owned = sorted(key for _, keys, _ in outcomes for key in keys)
+    assert owned == sorted(f"race-{i}" for i in range(N_KEYS))
+    for pid, keys, _ in outcomes:
+        for key in keys:
+            assert store.get(key) == Entry(f"fp-{pid}", None, None)
+    assert store.counters("race") == {"claims": N_PROCESSES * N_THREADS * N_KEYS}
+    # The parent's own connection still works.
+    assert store.claim("warmup", "fp", 30) == Entry("fp", None, None)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
+def test_sqlite_many_processes_single_owner(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/race.db")
+    try:
+        _race(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
+def test_redis_many_processes_single_owner(redis_server: RedisServer, redis_url: str) -> None:
+    store = open_store(redis_url)
+    try:
+        _race(store)
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------------
+# Outages
+
+
+def _all_calls(store: Store) -> dict[str, Callable[[], object]]:
+    return {
+        "claim": lambda: store.claim("k", "fp", 30),
+        "complete": lambda: store.complete("k", "fp", 200, b"ok", 60),
+        "release": lambda: store.release("k", "fp"),
+        "get": lambda: store.get("k"),
+        "ping": store.ping,
+        "incr": lambda: store.incr("n", "f"),
+        "counters": lambda: store.counters("n"),
+    }
+
+
+def test_redis_outage_fails_fast_and_recovers(redis_server: RedisServer, redis_url: str) -> None:
+    server = redis_server
+    store = open_store(redis_url)
+    try:
+        assert store.claim("k", "fp", 30) is None
+        server.stop()
+        for name, call in _all_calls(store).items():
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as info:
+                call()
+            elapsed = time.monotonic() - started
+            assert elapsed < 1.0, f"{name} took {elapsed:.2f}s"
+            assert info.value.__cause__ is not None, name
+        server.start()
+        store.ping()
+        assert store.get("k") is None  # no persistence: the restart lost the claim
+        assert store.claim("k", "fp", 30) is None
+        store.complete("k", "fp", 200, b"\x00ok", 60)
+        assert store.get("k") == Entry("fp", 200, b"\x00ok")
+        assert store.incr("n", "f") == 1
+    finally:
+        server.start()
+        store.close()
+
+
+def test_redis_blackholed_host_fails_fast() -> None:
+    # A listening socket that never answers: the read timeout must kick in.
+    with _silent_server() as port:
+        store = open_store(f"redis://127.0.0.1:{port}/0")
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.get("k")
+        assert time.monotonic() - started < 1.0
+        store.close()
+
+
+class _silent_server:
+    def __enter__(self) -> int:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        return int(self.sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+def test_redis_boots_while_server_is_down() -> None:
+    from services import find_free_port
+
+    url = f"redis://:s3cret@127.0.0.1:{find_free_port()}/0"
+    store = open_store(url)  # must not raise
+    assert "s3cret" not in store.url
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as info:
+        store.ping()
+    assert time.monotonic() - started < 1.0
+    assert "s3cret" not in str(info.value)
+
+
+def test_redis_unreadable_value_is_unavailable(redis_server: RedisServer, redis_url: str) -> None:
+    redis_server.command("SET", "botkit:idem:k", "garbage")
+    store = open_store(redis_url)
+    with pytest.raises(StoreUnavailable):
+        store.get("k")
+    store.close()
+
+
+def test_sqlite_lock_error_is_unavailable(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/locked.db?busy_timeout=50")
+    blocker = sqlite3.connect(str(tmp_path / "locked.db"), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        for name, call in _all_calls(store).items():
+            if name in ("claim", "complete", "release", "incr"):
+                with pytest.raises(StoreUnavailable) as info:
+                    call()
+                assert isinstance(info.value.__cause__, sqlite3.Error), name
+        assert time.monotonic() - started < 2.0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.claim("k", "fp", 30) is None  # works again once the lock is gone
+    store.close()
+
+
+def test_sqlite_file_removed_under_running_store(tmp_path: Any) -> None:
+    import shutil
+
+    directory = tmp_path / "gone"
+    store = open_store(f"sqlite:///{directory}/x.db")
+    store.close()
+    shutil.rmtree(directory)
+    (tmp_path / "gone").write_text("now a file")
+    with pytest.raises(StoreUnavailable):
+        store.claim("k", "fp", 30)
+
+
+# ---------------------------------------------------------------------------
+# Store-specific behaviour
+
+
+def test_memory_lru_is_bounded() -> None:
+    clock = FakeClock()
+    store = open_store("memory://?max_entries=3", clock=clock)
+    assert isinstance(store, MemoryStore)
+    for key in "abc":
+        assert store.claim(key, "fp", 30) is None
+    assert store.get("a") is not None  # touch "a": "b" is now the oldest
+    assert store.claim("d", "fp", 30) is None
+    assert len(store) == 3
+    assert store.get("b") is None
+    assert {k for k in "acd" if store.get(k) is not None} == {"a", "c", "d"}
+
+
+def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import botkit.idempotency as idem
+
+    clock = FakeClock()
+    store = open_store(f"sqlite:///{tmp_path}/c.db", clock=clock)
+    assert isinstance(store, SQLiteStore)
+    db = sqlite3.connect(str(tmp_path / "c.db"))
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    monkeypatch.setattr(idem, "SQLITE_CLEANUP_EVERY", 10)
+    for i in range(9):
+        assert store.claim(f"old-{i}", "fp", 1) is None
+    clock.advance(5)
+    assert db.execute("SELECT COUNT(*) FROM botkit_idempotency").fetchone()[0] == 9
+    assert store.claim("new", "fp", 30) is None  # 10th claim triggers the cleanup
+    assert db.execute("SELECT key FROM botkit_idempotency").fetchall() == [("new",)]
+    db.close()
+    store.close()
+
+
+def test_sqlite_connection_per_thread(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    assert isinstance(store, SQLiteStore)
+    conns: list[sqlite3.Connection] = []
+
+    def grab() -> None:
+        conns.append(store._connect())
+
+    grab()
+    t = threading.Thread(target=grab)
+    t.start()
+    t.join()
+    assert conns[0] is not conns[1]
+    assert store._connect() is conns[0]
+    store.close()
+    assert store.claim("k", "fp", 30) is None  # reopens lazily after close()
+    store.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
+def test_sqlite_child_never_reuses_parent_connection(tmp_path: Any) -> None:
+    import botkit.idempotency as idem
+
+    store = open_store(f"sqlite:///{tmp_path}/fork.db")
+    assert isinstance(store, SQLiteStore)
+    parent_conn = store._connect()
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit code only
+        ok = False
+        try:
+            child_conn = store._connect()
+            ok = (
+                child_conn is not parent_conn
+                and parent_conn in idem._INHERITED_CONNECTIONS
+                and store.claim("k", "child", 30) is None
+            )
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store._connect() is parent_conn
+    assert store.get("k") == Entry("child", None, None)
+    store.close()
+
+
+@given(
+    fingerprint=st.text(max_size=40),
+    status=st.integers(-(2**31), 2**31 - 1),
+    body=st.binary(max_size=200),
+)
+def test_redis_encoding_round_trips(fingerprint: str, status: int, body: bytes) -> None:
+    assert _decode(_encode_done(fingerprint, status, body)) == Entry(fingerprint, status, body)
+    assert _decode(_encode_pending(fingerprint)) == Entry(fingerprint, None, None)
+
+
+def test_redis_encoding_is_compact() -> None:
+    assert _encode_pending("abc") == b"Pabc"
+    assert _encode_done("abc", 200, b"{}") == b"D\x00\x00\x00\xc8\x00\x00\x00\x03abc{}"
+
+
+# ---------------------------------------------------------------------------
+# open_store configuration
+
+
+def test_default_is_sqlite_in_instance_path(tmp_path: Any) -> None:
+    instance = tmp_path / "instance-dir"
+    store = open_store(None, instance_path=str(instance))
+    assert isinstance(store, SQLiteStore)
+    assert (instance / "botkit.sqlite3").exists()
+    assert store.url == f"sqlite:///{instance}/botkit.sqlite3"
+    store.close()
+
+
+def test_default_relative_instance_path(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store(None)
+    assert store.url == "sqlite:///instance/botkit.sqlite3"
+    assert (tmp_path / "instance" / "botkit.sqlite3").exists()
+    store.close()
+
+
+def test_sqlite_relative_and_absolute_paths(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rel = open_store("sqlite:///data/rel.db")
+    assert (tmp_path / "data" / "rel.db").exists()
+    absolute = open_store(f"sqlite:////{str(tmp_path).lstrip('/')}/abs/abs.db")
+    assert (tmp_path / "abs" / "abs.db").exists()
+    rel.close()
+    absolute.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/x",
+        "postgres://user:s3cret@db.example.com/bot",
+        "sqlite://host/x.db",
+        "sqlite:///:memory:",
+        "sqlite://",
+        "sqlite:///x.db?busy_timeout=soon",
+        "sqlite:///x.db?journal=off",
+        "memory://host",
+        "memory://?max_entries=0",
+        "memory://?max_entries=lots",
+        "memory://?size=3",
+        "redis://localhost:notaport/0",
+        "redis://localhost:99999/0",
+        "redis://:s3cret@localhost/notadb",
+        "redis://localhost/0?socket_timeout=fast",
+        "redis://localhost/0?socket_timeout=-1",
+        "redis://localhost/0?no_such_option=1",
+        "unix://",
+    ],
+)
+def test_bad_urls_are_config_errors(
+    url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreConfigError) as info:
+        open_store(url)
+    message = str(info.value)
+    assert "s3cret" not in message
+    assert url.split("://")[0] in message
+    if "s3cret" in url:
+        assert "***" in message
+    if url.startswith(("ftp", "postgres")):
+        assert "memory://" in message and "sqlite:///" in message and "redis://" in message
+
+
+def test_unwritable_sqlite_path_is_config_error(tmp_path: Any) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    url = f"sqlite:///{a_file}/sub/botkit.sqlite3"
+    with pytest.raises(StoreConfigError, match="a-file/sub"):
+        open_store(url)
+    with pytest.raises(StoreConfigError):
+        open_store(f"sqlite:///{tmp_path}")  # a directory, not a file
+
+
+def test_redis_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(StoreConfigError, match=r"pip install botkit\[redis\]"):
+        open_store("redis://localhost:6379/0")
+
+
+def test_redis_url_forms_accepted() -> None:
+    for url in (
+        "redis://localhost",
+        "redis://localhost:6379",
+        "redis://localhost:6379/",
+        "redis://user:pw@localhost:6379/2?socket_timeout=0.5",
+        "rediss://localhost:6380/0",
+        "unix:///run/redis/redis.sock?db=1",
+    ):
+        store = open_store(url)
+        assert isinstance(store, RedisStore)
+        assert "pw@" not in store.url
+        store.close()
