@@ -385,8 +385,9 @@ def test_store_matches_model(kind: str, request: pytest.FixtureRequest, tmp_path
             server.flushall()
             return open_store(url)
 
+    # Hypothesis documents that any factory returning a machine is accepted.
     run_state_machine_as_test(
-        lambda: StoreMachine(make, uses_clock=kind != "redis"),
+        lambda: StoreMachine(make, uses_clock=kind != "redis"),  # type: ignore[arg-type]
         settings=STATEFUL_SETTINGS,
     )
 
