@@ -23,3 +23,25 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 if os.environ.get("BOTKIT_TLS_CERT") and os.environ.get("BOTKIT_TLS_KEY"):
     certfile = os.environ["BOTKIT_TLS_CERT"]
     keyfile = os.environ["BOTKIT_TLS_KEY"]
+
+# Prometheus (BOTKIT_METRICS=1): with PROMETHEUS_MULTIPROC_DIR set, every worker writes its
+# counts there and /metrics adds them up. Start each run with an empty directory, and let
+# prometheus-client know when a worker is gone.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def on_starting(server):
+    if _metrics_dir:
+        os.makedirs(_metrics_dir, exist_ok=True)
+        for name in os.listdir(_metrics_dir):
+            if name.endswith(".db"):
+                os.remove(os.path.join(_metrics_dir, name))
+
+
+def child_exit(server, worker):
+    if _metrics_dir:
+        try:
+            from prometheus_client import multiprocess
+        except ImportError:
+            return
+        multiprocess.mark_process_dead(worker.pid, _metrics_dir)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import signals as signals
+from .arguments import ArgumentError as ArgumentError
 from .bot import Bot as Bot
 from .bot import CommandGroup as CommandGroup
 from .bot import SetupError as SetupError
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Action",
+    "ArgumentError",
     "Attachment",
     "BeforeSendContext",
     "Bot",

@@ -5,19 +5,23 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .commands import Command, Route
+from .help import HelpCommand
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from .config import Config
+    from .idempotency import Store
     from .testing import TestClient
 
 __all__ = ["Bot", "CommandGroup"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class SetupError(RuntimeError):
@@ -62,6 +66,9 @@ class Registry:
 
     # -- commands -------------------------------------------------------------------
 
+    @overload
+    def command(self, name: Callable[P, R], /) -> Command[P, R]: ...
+    @overload
     def command(
         self,
         name: str | None = None,
@@ -71,19 +78,38 @@ class Registry:
         set: str | None = None,
         budget_ms: float | None = None,
         placeholder: Callable[..., Any] | str | None = None,
-    ) -> Callable[[Callable[..., Any]], Command[Any, Any]]:
+    ) -> Callable[[Callable[P, R]], Command[P, R]]: ...
+
+    def command(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        *,
+        description: str | None = None,
+        args: str | None = None,
+        set: str | None = None,
+        budget_ms: float | None = None,
+        placeholder: Callable[..., Any] | str | None = None,
+    ) -> Command[Any, Any] | Callable[[Callable[P, R]], Command[P, R]]:
         """Register the decorated function as the custom command ``/name``.
 
-        ``description`` and ``args`` are what Stream clients show while the user types;
-        they default to the docstring's first line and the function's parameters.
+        ``name`` defaults to the function's name (``@bot.command`` alone works too).
+        Parameters after ``ctx`` are parsed from the text after the command, by their
+        type annotations (see :mod:`botkit.arguments`). ``description`` and ``args`` are
+        what Stream clients show while the user types; they default to the docstring's
+        first line and the usage built from the parameters (``<who> <minutes> [what]``).
         ``budget_ms`` overrides the time the handler gets before botkit answers with
         ``placeholder`` and posts the result later.
-        """
 
-        def decorator(func: Callable[..., Any]) -> Command[Any, Any]:
+        The decorated function comes back as a :class:`~botkit.Command` that still calls
+        like the function and routes clicks with ``.action(...)``.
+        """
+        if callable(name):
+            return self.add_command(name, name.__name__)
+
+        def decorator(func: Callable[P, R]) -> Command[P, R]:
             return self.add_command(
                 func,
-                name or func.__name__,
+                name if name is not None else func.__name__,
                 description=description,
                 args=args,
                 set=set,
@@ -95,7 +121,7 @@ class Registry:
 
     def add_command(
         self,
-        func: Callable[..., Any],
+        func: Callable[P, R],
         name: str,
         *,
         description: str | None = None,
@@ -103,7 +129,7 @@ class Registry:
         set: str | None = None,
         budget_ms: float | None = None,
         placeholder: Callable[..., Any] | str | None = None,
-    ) -> Command[Any, Any]:
+    ) -> Command[P, R]:
         """Register ``func`` as ``/name``; the non-decorator form of :meth:`command`."""
         self._check_setup(f"command /{name}")
         cmd = Command(
@@ -119,9 +145,10 @@ class Registry:
         return cmd
 
     def _add_command_object(self, cmd: Command[Any, Any]) -> None:
-        if cmd.name in self.commands:
+        existing = self.commands.get(cmd.name)
+        if existing is not None and not isinstance(existing, HelpCommand):
             raise SetupError(f"Command /{cmd.name} is registered twice")
-        self.commands[cmd.name] = cmd
+        self.commands[cmd.name] = cmd  # your own /help replaces the built-in one
 
     def form(self, mml_name: str, *, schema: Any = None) -> Callable[[F], F]:
         """Handle submits of a standalone MML form ``<mml name="mml_name">``.
@@ -242,10 +269,14 @@ class Bot(Registry):
     :meth:`create_app` with gunicorn."""
 
     def __init__(self, *, help_command: bool = True) -> None:
+        """``help_command=False`` leaves out the automatic ``/help`` (see :mod:`botkit.help`);
+        registering your own command named ``help`` replaces it instead."""
         super().__init__()
         self._started = False
         self.help_command = help_command
         self.app: Flask | None = None
+        if help_command:
+            self._add_command_object(HelpCommand())
 
     def _check_setup(self, what: str) -> None:
         if self._started:
@@ -259,7 +290,8 @@ class Bot(Registry):
         """Add a :class:`CommandGroup`'s commands, forms, hooks and handlers to this bot."""
         self._check_setup("a group")
         for cmd in group.commands.values():
-            cmd.checks[:0] = group.checks
+            # a group included in several bots (tests, several apps) adds its checks once
+            cmd.checks[:0] = [c for c in group.checks if c not in cmd.checks]
             for exc_type, handler in group.error_handlers.items():
                 cmd.error_handlers.setdefault(exc_type, handler)
             self._add_command_object(cmd)
@@ -269,6 +301,14 @@ class Bot(Registry):
             self.forms[name] = route
         self.hooks.extend(group.hooks)
         self.event_handlers.extend(group.event_handlers)
+
+    @property
+    def store(self) -> Store:
+        """The idempotency store of this process; it also keeps small shared counters
+        (``bot.store.incr(name, field)``, ``bot.store.counters(name)``) for handlers."""
+        from .runtime import runtime_for
+
+        return runtime_for(self).store
 
     def create_app(self, config: Config | None = None, **flask_config: Any) -> Flask:
         """A Flask app serving this bot's webhooks (``gunicorn wsgi:app``).

@@ -8,9 +8,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from .arguments import ArgumentError, Signature, parse_signature
 from .context import ClickedAction, CommandContext
+from .messages import Message
 
-__all__ = ["Command", "check_command_name"]
+__all__ = ["RESERVED_NAMES", "Command", "check_command_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,6 +80,11 @@ class Command(Generic[P, R]):
 
         @gif.action("image_action", "shuffle")
         def shuffle(ctx): ...
+
+    Parameters after ``ctx`` are read from the text after the command
+    (see :mod:`botkit.arguments`): ``def remind(ctx, who: str, minutes: int)``. Their
+    types are checked here, at registration; ``signature`` holds the result (None for a
+    handler that takes only ``ctx``).
     """
 
     def __init__(
@@ -96,10 +103,13 @@ class Command(Generic[P, R]):
             raise TypeError(f"@command({name!r}) must decorate a function")
         self.func = func
         self.name = name
+        self.signature: Signature | None = parse_signature(func, name)
         doc = inspect.getdoc(func) or ""
         self.description = description if description is not None else doc.partition("\n")[0]
         self.help = doc
-        self.args = args or ""
+        if args is None:
+            args = self.signature.usage if self.signature is not None else ""
+        self.args = args
         self.set = set or ""
         self.budget_ms = budget_ms
         self.placeholder = placeholder
@@ -169,9 +179,31 @@ class Command(Generic[P, R]):
                 return route
         return None
 
+    @property
+    def usage(self) -> str:
+        """``/remind <who> <minutes> [what]``: the command and its ``args`` hint."""
+        return f"/{self.name} {self.args}".rstrip()
+
     def invoke(self, ctx: CommandContext) -> Any:
-        """Call the handler for ``ctx`` (the command function itself, not a route)."""
-        return self.func(ctx)  # type: ignore[call-arg, arg-type]
+        """Call the handler for ``ctx`` (the command function itself, not a route).
+
+        Typed parameters are parsed from ``ctx.args`` first and also stored in
+        ``ctx.params``. Text that does not fit answers with ``Message.error`` holding the
+        usage line, or raises :class:`~botkit.arguments.ArgumentError` when an error
+        handler for it is registered.
+        """
+        func: Callable[..., Any] = self.func
+        if self.signature is None:
+            return func(ctx)
+        try:
+            call, values = self.signature.parse(ctx.args)
+        except ArgumentError as exc:
+            exc.usage = self.usage  # the author's ``args`` text, if given
+            if _has_handler(ctx, self, exc):
+                raise
+            return Message.error(exc.describe())
+        ctx.params = values
+        return func(ctx, *call)
 
     def describe(self) -> dict[str, str]:
         """The command as Stream's ``POST /commands`` takes it."""
@@ -181,3 +213,11 @@ class Command(Generic[P, R]):
             "args": self.args,
             "set": self.set,
         }
+
+
+def _has_handler(ctx: CommandContext, cmd: Command[Any, Any], error: ArgumentError) -> bool:
+    """Whether the author registered an error handler for ``ArgumentError`` (or a subclass)."""
+    tables = [cmd.error_handlers, ctx.bot.error_handlers]
+    return any(
+        k in table for table in tables for k in type(error).__mro__ if issubclass(k, ArgumentError)
+    )

@@ -119,6 +119,7 @@ class Event:
     webhook_id: str | None = None
     attempt: int = 1
     api_key: str | None = None
+    bot: Bot | None = None
 
     @property
     def type(self) -> str:

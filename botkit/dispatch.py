@@ -50,7 +50,8 @@ _POLL = 0.02
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode("ascii")
+    """Compact, ASCII-only JSON; NaN and infinities are refused (they are not JSON)."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 class Headers(Protocol):
@@ -261,6 +262,12 @@ class Dispatcher:
             try:
                 entry = store.get(key)
             except StoreUnavailable as exc:
+                if meta.kind == COMMAND:
+                    # Another delivery holds the claim and is running the handler: running
+                    # it here too would repeat its side effects. Answer as for a copy.
+                    signals.store_unavailable.send(self.bot, kind=meta.kind, exception=exc)
+                    log.warning("idempotency store unavailable (%s): copy answered in flight", exc)
+                    return run.in_flight()
                 return self._store_down(meta, run, exc)
             if entry is None:  # the first delivery failed and released its claim
                 return self._once(meta, fingerprint, run)
@@ -380,7 +387,7 @@ class Dispatcher:
                 _warn_hidden_buttons(ctx.command, full)
         try:
             body = dumps({"message": full})
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             ref = secrets.token_hex(4)
             log.error("/%s reply is not JSON (ref %s): %s", ctx.command, ref, exc)
             error = Message.error(f"Sorry, /{ctx.command} failed (ref {ref}).")

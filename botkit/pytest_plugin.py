@@ -1,6 +1,7 @@
-"""botkit's pytest plugin (registered through the ``pytest11`` entry point).
+"""botkit's pytest plugin (registered through the ``pytest11`` entry point, so installing
+botkit is enough).
 
-Provide a ``bot`` fixture in your ``conftest.py`` and use ``bot_client``::
+Provide a ``bot`` fixture (in ``conftest.py`` or the test module) and use ``bot_client``::
 
     # conftest.py
     import pytest
@@ -13,6 +14,13 @@ Provide a ``bot`` fixture in your ``conftest.py`` and use ``bot_client``::
     # test_mybot.py
     def test_hello(bot_client):
         assert bot_client.command("/hello").text == "Hello, alice!"
+
+Fixtures:
+
+- ``bot_client``: a :class:`botkit.testing.TestClient` for your ``bot``: signed webhooks
+  through the real app, a memory store, queued work run at once. Closed after the test.
+- ``bot_payloads``: the payload factories of :mod:`botkit.testing` (``user``,
+  ``channel``, ``message``, ``event_payload``...).
 """
 
 from __future__ import annotations
@@ -34,11 +42,17 @@ def bot_client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
         raise pytest.UsageError(
             "bot_client needs a fixture named 'bot' that returns your botkit.Bot"
         ) from None
+    from .bot import Bot
+
+    if not isinstance(bot, Bot):
+        raise pytest.UsageError(
+            f"the 'bot' fixture must return a botkit.Bot, not {type(bot).__name__}"
+        )
     client = TestClient(bot)
     try:
         yield client
     finally:
-        client.runtime.close()
+        client.close()
 
 
 @pytest.fixture

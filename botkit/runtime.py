@@ -6,6 +6,7 @@ lazily and remade after a fork, so gunicorn's ``preload_app`` is safe.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -93,7 +94,19 @@ class Runtime:
             return
         body = {k: message[k] for k in _POSTABLE if message.get(k)}
         body.update(custom_fields(message))
-        client.send_message(channel_type, channel_id, body, user_id)
+        message_id = late_message_id(payload.get("webhook_id"))
+        if message_id:
+            body["id"] = message_id
+        from .stream_api import StreamAPIError
+
+        try:
+            client.send_message(channel_type, channel_id, body, user_id)
+        except StreamAPIError as exc:
+            # A retry of a post whose answer was lost: Stream already has the message.
+            if message_id and exc.status_code == 400 and "already exists" in exc.message:
+                log.info("late result of /%s was already posted to %s", payload.get("command"), cid)
+                return
+            raise
         log.info("late result of /%s posted to %s", payload.get("command"), cid)
 
     def close(self) -> None:
@@ -101,6 +114,14 @@ class Runtime:
             self._pool.shutdown(wait=False)
         self.queue.close()
         self.store.close()
+
+
+def late_message_id(webhook_id: str | None) -> str | None:
+    """The id botkit gives the message carrying a late result, derived from the webhook
+    id: however often the post is retried, Stream stores the result once."""
+    if not webhook_id:
+        return None
+    return "botkit-late-" + hashlib.sha256(webhook_id.encode("utf-8")).hexdigest()[:40]
 
 
 def runtime_for(bot: Bot) -> Runtime:

@@ -7,6 +7,7 @@ its state between a command and the clicks on its buttons.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate
@@ -42,11 +43,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e999 would come back out as Infinity, not JSON
+        raise ValueError(f"number {literal[:20]} is out of range")
+    return value
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
     """Decode a webhook body: strict UTF-8 (no BOM), strict JSON, an object at the top."""
     try:
         text = body.decode("utf-8")
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError:
         raise InvalidPayload({"_body": ["body is not valid UTF-8"]}) from None
     except RecursionError:

@@ -64,6 +64,7 @@ def run_event(bot: Bot, payload: dict[str, Any]) -> None:
     """
     event = Event(
         payload["event"],
+        bot=bot,
         webhook_id=payload.get("webhook_id"),
         attempt=int(payload.get("attempt") or 1),
         api_key=payload.get("api_key"),
@@ -145,6 +146,7 @@ class ThreadQueue(TaskQueue):
                         name,
                         attempt,
                         payload.get("webhook_id"),
+                        exc_info=True,
                     )
                     return
                 time.sleep(self.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
@@ -160,7 +162,7 @@ def open_queue(url: str | None, bot: Bot) -> TaskQueue:
     if not url or url == "thread://":
         return ThreadQueue(bot)
     if url.startswith("huey+"):
-        from .huey_queue import HueyQueue  # type: ignore[import-not-found]
+        from .huey_queue import HueyQueue
 
         queue: TaskQueue = HueyQueue(url, bot)
         return queue

@@ -198,12 +198,15 @@ class Reply:
         *,
         request: Mapping[str, Any] | None = None,
         kind: str = "command",
+        errors: list[BaseException] | None = None,
     ) -> None:
         self.client = client
         self.status = status
         self.body = body
         self.request = request
         self.kind = kind
+        #: Exceptions that queued work (push handlers, late results) raised during this call.
+        self.errors: list[BaseException] = errors or []
         try:
             self.json: Any = json.loads(body) if body else None
         except ValueError:
@@ -344,6 +347,16 @@ class TestClient:
     def prefix(self) -> str:
         return self.config.url_prefix
 
+    def close(self) -> None:
+        """Stop the client's thread pool and close its store (the plugin does this for you)."""
+        self.runtime.close()
+
+    def __enter__(self) -> TestClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def post(
         self,
         path: str,
@@ -360,9 +373,19 @@ class TestClient:
             body, api_key=self.api_key, secret=self.secret, webhook_id=webhook_id, attempt=attempt
         )
         sent.update(headers or {})
+        queued = getattr(self.queue, "errors", None)
+        seen = len(queued) if isinstance(queued, list) else 0
         response = self._http.post(self.prefix + path, data=body, headers=sent)
         request = payload if not isinstance(payload, bytes) else None
-        return Reply(self, response.status_code, response.get_data(), request=request, kind=kind)
+        errors = list(queued[seen:]) if isinstance(queued, list) else []
+        return Reply(
+            self,
+            response.status_code,
+            response.get_data(),
+            request=request,
+            kind=kind,
+            errors=errors,
+        )
 
     def command(
         self,
@@ -413,7 +436,11 @@ class TestClient:
     def event(
         self, type: str, *, webhook_id: str | None = None, attempt: int = 1, **fields: Any
     ) -> Reply:
-        """Push an event; its handlers have run when this returns."""
+        """Push an event; its handlers have run when this returns.
+
+        A handler that raised does not fail the call (Stream got its 200): its exception
+        is in ``reply.errors``.
+        """
         fields.setdefault("cid", self.cid)
         fields.setdefault("user", self.user)
         return self.post(

@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from . import signals
 from .config import Config, ConfigError
 from .dispatch import BEFORE_SEND, COMMAND, PUSH, TOO_LARGE, Dispatcher, dumps
 from .dispatch import Response as BotResponse
+from .logs import configure_logging
+from .metrics import metrics_enabled
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ _JSON = "application/json"
 
 def _to_flask(response: BotResponse, close: bool = False) -> Response:
     out = Response(response.body, status=response.status, mimetype=_JSON)
+    # What botkit made of the call (ok, replayed, ...): `botkit send --repeat` shows it.
+    out.headers["X-Botkit-Outcome"] = response.outcome
     if close:
         out.headers["Connection"] = "close"
     return out
@@ -39,6 +44,7 @@ def create_app(
 ) -> Flask:
     """Build the Flask app that serves ``bot``; see :meth:`botkit.Bot.create_app`."""
     config = config or (runtime.config if runtime else Config.from_env())
+    configure_logging(config.log_format)
     if config.dev_credentials:
         log.warning(
             "No Stream credentials set: using the development key %r and secret %r. "
@@ -49,7 +55,9 @@ def create_app(
     app = Flask(
         "botkit", instance_path=os.path.abspath(flask_config.pop("instance_path", "instance"))
     )
-    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, **flask_config)
+    # One byte more than the limit: Werkzeug silently truncates a streamed (chunked) body
+    # at MAX_CONTENT_LENGTH, so the dispatcher must see the extra byte to answer 413.
+    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes + 1, **flask_config)
     try:
         if runtime is None:
             runtime = Runtime(bot, config, instance_path=app.instance_path)
@@ -62,7 +70,9 @@ def create_app(
     def serve(kind: str, command_type: str | None = None) -> Response:
         try:
             body = request.get_data(cache=False)
-        except RequestEntityTooLarge:
+        except RequestEntityTooLarge:  # refused before the pipeline: say so the same way
+            log.warning("%s webhook rejected (size: over %d bytes)", kind, config.max_body_bytes)
+            signals.request_rejected.send(bot, kind=kind, reason="size", status=413)
             return _to_flask(TOO_LARGE, close=True)
         return _to_flask(dispatcher.handle(kind, body, request.headers, command_type))
 
@@ -111,8 +121,12 @@ def create_app(
         log.exception("unexpected error while serving %s", request.path)
         return Response(dumps({"error": "internal error"}), status=500, mimetype=_JSON)
 
+    if metrics_enabled():
+        from .metrics import init_metrics
+
+        init_metrics(app)
     if config.playground:
-        from .playground import register_playground  # type: ignore[import-not-found]
+        from .playground import register_playground
 
         register_playground(app, bot, config)
     return app

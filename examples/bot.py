@@ -2,8 +2,11 @@
 
 from botkit import Bot
 
-from . import gif, ticket
+from . import gif, moderation, remind, stats, ticket
 
 bot = Bot()
 bot.include(gif.group)
 bot.include(ticket.group)
+bot.include(remind.group)
+bot.include(moderation.group)
+bot.include(stats.group)

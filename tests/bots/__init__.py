@@ -1,0 +1,1 @@
+"""Small bots that tests run in other processes (huey consumers, gunicorn)."""

@@ -1,0 +1,323 @@
+"""Tests for botkit.bot: registration rules, decorators, groups, the default bot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import botkit
+from botkit import Bot, Command, CommandContext, CommandGroup, Message, SetupError
+from botkit.config import DEV_API_KEY, DEV_API_SECRET
+from botkit.testing import command_payload, encode, signed_headers
+
+
+def hello(ctx: CommandContext) -> str:
+    """Say hello.
+
+    Longer help text.
+    """
+    return f"hello {ctx.user_id}"
+
+
+# -- names ------------------------------------------------------------------------------------
+
+
+def test_command_metadata_from_the_function() -> None:
+    bot = Bot(help_command=False)
+    cmd = bot.add_command(hello, "hello", args="[name]")
+    assert isinstance(cmd, Command)
+    assert bot.commands["hello"] is cmd
+    assert cmd.describe() == {
+        "name": "hello",
+        "description": "Say hello.",
+        "args": "[name]",
+        "set": "",
+    }
+    assert "Longer help text." in cmd.help
+
+
+def test_decorator_default_name_and_bare_form() -> None:
+    bot = Bot(help_command=False)
+
+    @bot.command()
+    def first(ctx: CommandContext) -> None: ...
+
+    @bot.command
+    def second(ctx: CommandContext) -> None: ...
+
+    assert set(bot.commands) == {"first", "second"}
+    assert isinstance(second, Command) and second.name == "second"
+
+
+def test_duplicate_name() -> None:
+    bot = Bot(help_command=False)
+    bot.add_command(hello, "hello")
+    with pytest.raises(SetupError, match="/hello is registered twice"):
+        bot.add_command(hello, "hello")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "needs a name"),
+        ("two words", "has a space"),
+        ("tab\tname", "has a space"),
+        ("/gif", "leading '/'"),
+        ("x" * 256, "longer than 255"),
+        ("giphy", "built-in"),
+    ],
+)
+def test_bad_names(name: str, message: str) -> None:
+    bot = Bot(help_command=False)
+    with pytest.raises(ValueError, match=message):
+        bot.add_command(hello, name)
+    with pytest.raises(ValueError, match=message):
+        bot.command(name)(hello)
+    assert bot.commands == {}
+
+
+def test_255_characters_is_fine() -> None:
+    bot = Bot(help_command=False)
+    bot.add_command(hello, "x" * 255)
+    assert "x" * 255 in bot.commands
+
+
+def test_duplicate_form_and_action_routes() -> None:
+    bot = Bot(help_command=False)
+    bot.add_form(hello, "f")
+    with pytest.raises(SetupError, match="registered twice"):
+        bot.add_form(hello, "f")
+    with pytest.raises(SetupError, match="needs the form's name"):
+        bot.add_form(hello, "")
+    cmd = bot.add_command(hello, "hello")
+    cmd.add_action(hello, "btn", "go")
+    with pytest.raises(ValueError, match="routed twice"):
+        cmd.add_action(hello, "btn", "go")
+    with pytest.raises(ValueError, match="needs the button's name"):
+        cmd.add_action(hello, "")
+
+
+def test_bad_event_types() -> None:
+    bot = Bot(help_command=False)
+    with pytest.raises(SetupError, match="non-empty strings"):
+        bot.on("")(hello)
+
+
+# -- late registration ---------------------------------------------------------------------------
+
+
+def test_registration_after_the_first_webhook_is_an_error() -> None:
+    bot = Bot(help_command=False)
+    bot.add_command(hello, "hello")
+    client = bot.test_client()
+    try:
+        assert client.command("/hello").text == "hello alice"
+        for register in (
+            lambda: bot.add_command(hello, "late"),
+            lambda: bot.command("late2")(hello),
+            lambda: bot.form("late-form")(hello),
+            lambda: bot.errorhandler(KeyError)(hello),
+            lambda: bot.check(hello),
+            lambda: bot.before_send(hello),
+            lambda: bot.on("message.new")(hello),
+            lambda: bot.include(CommandGroup()),
+        ):
+            with pytest.raises(SetupError, match="already handled a webhook"):
+                register()
+        assert set(bot.commands) == {"hello"}
+    finally:
+        client.runtime.close()
+
+
+# -- decorators give the function back -------------------------------------------------------------
+
+
+def test_decorators_return_callables_that_call_like_the_function() -> None:
+    bot = Bot(help_command=False)
+
+    @bot.command("add")
+    def add(ctx: Any, extra: int = 0) -> int:
+        """Add."""
+        return 1 + extra
+
+    assert add(None) == 1
+    assert add(None, extra=2) == 3
+    assert add.__name__ == "add" and add.__doc__ == "Add."
+
+    @add.action("btn", "go")
+    def go(ctx: Any) -> str:
+        return "went"
+
+    @bot.form("my-form")
+    def form(ctx: Any) -> str:
+        return "formed"
+
+    @bot.errorhandler(KeyError)
+    def on_key(ctx: Any, exc: Exception) -> str:
+        return "key"
+
+    @bot.check
+    def allow(ctx: Any) -> None:
+        return None
+
+    @bot.before_send
+    def hook(ctx: Any) -> None:
+        return None
+
+    @bot.before_send(fail_closed=True)
+    def strict(ctx: Any) -> None:
+        return None
+
+    @bot.on("message.new")
+    def handler(event: Any) -> str:
+        return "handled"
+
+    assert go(None) == "went"
+    assert form(None) == "formed"
+    assert on_key(None, KeyError()) == "key"
+    assert allow(None) is None and hook(None) is None and strict(None) is None
+    assert handler(None) == "handled"
+    assert [h.fail_closed for h in bot.hooks] == [False, True]
+
+
+# -- groups -----------------------------------------------------------------------------------------
+
+
+def test_command_group_include() -> None:
+    group = CommandGroup()
+    seen: list[str] = []
+
+    @group.command("ticket")
+    def ticket(ctx: CommandContext) -> str:
+        raise KeyError("nope")
+
+    @group.check
+    def only_bob(ctx: CommandContext) -> str | None:
+        seen.append(ctx.user_id)
+        return None if ctx.user_id == "bob" else "Only Bob may do that."
+
+    @group.errorhandler(KeyError)
+    def on_key(ctx: CommandContext, exc: Exception) -> Message:
+        return Message.error("No such key.")
+
+    @group.form("standalone")
+    def standalone(ctx: CommandContext) -> str:
+        return "form ok"
+
+    @group.before_send
+    def hook(ctx: Any) -> None:
+        return None
+
+    @group.on("message.new")
+    def on_new(event: Any) -> None:
+        return None
+
+    bot = Bot(help_command=False)
+
+    @bot.command("other")
+    def other(ctx: CommandContext) -> str:
+        return "other ok"
+
+    bot.include(group)
+    assert set(bot.commands) == {"other", "ticket"}
+    assert "standalone" in bot.forms
+    assert len(bot.hooks) == 1 and len(bot.event_handlers) == 1
+
+    client = bot.test_client()
+    try:
+        assert client.command("/ticket x").text == "Only Bob may do that."
+        reply = client.command("/ticket x", user={"id": "bob"})
+        assert (reply.type, reply.text) == ("error", "No such key.")
+        # the group's check applies to the group's commands only
+        assert client.command("/other").text == "other ok"
+        assert seen == ["alice", "bob"]
+    finally:
+        client.runtime.close()
+
+
+def test_include_refuses_duplicates() -> None:
+    group = CommandGroup()
+    group.add_command(hello, "hello")
+    group.add_form(hello, "f")
+    bot = Bot(help_command=False)
+    bot.add_command(hello, "hello")
+    with pytest.raises(SetupError, match="registered twice"):
+        bot.include(group)
+    other = CommandGroup()
+    other.add_form(hello, "f")
+    bot2 = Bot(help_command=False)
+    bot2.add_form(hello, "f")
+    with pytest.raises(SetupError, match="registered twice"):
+        bot2.include(other)
+
+
+# -- the module-level default bot ------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_default_bot() -> Iterator[Bot]:
+    """botkit.default_bot is global: empty it for the test and put it back after."""
+    bot = botkit.default_bot
+    saved = {
+        "commands": dict(bot.commands),
+        "forms": dict(bot.forms),
+        "hooks": list(bot.hooks),
+        "event_handlers": list(bot.event_handlers),
+        "error_handlers": dict(bot.error_handlers),
+        "checks": list(bot.checks),
+        "_started": bot._started,
+        "app": bot.app,
+    }
+    had_runtime = "_runtime" in vars(bot)
+    saved_runtime = vars(bot).get("_runtime")
+    bot.commands.clear()
+    bot.forms.clear()
+    bot.hooks.clear()
+    bot.event_handlers.clear()
+    bot.error_handlers.clear()
+    bot.checks.clear()
+    bot._started = False
+    try:
+        yield bot
+    finally:
+        runtime = vars(bot).get("_runtime")
+        if runtime is not None and runtime is not saved_runtime:
+            runtime.close()
+        for name in ("commands", "forms", "error_handlers"):
+            getattr(bot, name).clear()
+            getattr(bot, name).update(saved[name])
+        for name in ("hooks", "event_handlers", "checks"):
+            getattr(bot, name)[:] = saved[name]
+        bot._started = saved["_started"]
+        bot.app = saved["app"]
+        if had_runtime:
+            bot._runtime = saved_runtime  # type: ignore[attr-defined]
+        else:
+            vars(bot).pop("_runtime", None)
+
+
+def test_one_file_style(fresh_default_bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STREAM_API_KEY", "STREAM_API_SECRET", "STREAM_API_KEYS", "BOTKIT_QUEUE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOTKIT_DEV", "1")
+    monkeypatch.setenv("BOTKIT_STORE", "memory://")
+    monkeypatch.setenv("BOTKIT_COMMAND_BUDGET_MS", "10000")
+
+    @botkit.command("gif", description="Post a GIF")
+    def gif(ctx: CommandContext) -> Message:
+        return Message.ephemeral(f"gif for {ctx.args}")
+
+    assert fresh_default_bot.commands["gif"] is gif
+    assert gif.description == "Post a GIF"
+
+    app = botkit.create_app()
+    body = encode(command_payload("/gif cats"))
+    headers = signed_headers(body, api_key=DEV_API_KEY, secret=DEV_API_SECRET)
+    response = app.test_client().post(
+        "/webhooks/stream/custom-commands?type=gif", data=body, headers=headers
+    )
+    assert response.status_code == 200
+    message = response.get_json()["message"]
+    assert (message["type"], message["text"]) == ("ephemeral", "gif for cats")

@@ -1,0 +1,197 @@
+"""Logs: one line per webhook with every field, as text or JSON lines, and nothing secret."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from server import GunicornServer, signed_post
+
+from botkit import Bot, ConfigError, Message
+from botkit.logs import WEBHOOK_FIELDS, JSONFormatter, configure_logging, remove_handler
+from botkit.testing import TestClient, command_payload, encode, message
+
+SECRET = "s3cr3t-value-never-logged-7f3a"
+TEXT = "confidential plan 31337"
+TEXT_LINE = re.compile(
+    r"botkit\.webhook: (?P<kind>\w+) (?P<name>\S+) id=(?P<webhook_id>\S+) "
+    r"attempt=(?P<attempt>\d+) outcome=(?P<outcome>\S+) status=(?P<status>\d+) "
+    r"(?P<latency>[\d.]+)ms$"
+)
+HEX64 = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
+def make_bot() -> Bot:
+    bot = Bot(help_command=False)
+
+    @bot.command("echo", description="Say it back")
+    def echo(ctx: Any) -> Message:
+        return Message.ephemeral(f"you said {ctx.args}")
+
+    @bot.command("boom", description="Fail")
+    def boom(ctx: Any) -> None:
+        raise RuntimeError("boom")
+
+    @bot.before_send
+    def shout(ctx: Any) -> str:
+        return ctx.text.upper()
+
+    @bot.on("message.new")
+    def seen(event: Any) -> None:
+        pass
+
+    return bot
+
+
+@pytest.fixture(autouse=True)
+def _no_handler_left() -> Iterator[None]:
+    yield
+    remove_handler()
+
+
+def run_webhooks(client: TestClient) -> None:
+    """One of each outcome the log line must carry."""
+    payload = command_payload(f"/echo {TEXT}")
+    path = "/custom-commands?type=echo"
+    assert client.post(path, payload, webhook_id="wh-1").status == 200
+    assert client.post(path, payload, webhook_id="wh-1", attempt=2).status == 200  # replayed
+    wrong = client.post(path, payload, headers={"X-Signature": "a" * 64})
+    assert wrong.status == 401
+    assert client.post(path, b"not json").status == 400
+    assert client.command("/boom").status == 200
+    assert client.before_send(TEXT).text == TEXT.upper()
+    assert client.event("message.new", message=message(TEXT), webhook_id="ev-1").status == 200
+
+
+def capture(fmt: str) -> tuple[str, TestClient]:
+    stream = io.StringIO()
+    assert configure_logging(fmt, stream=stream) is not None
+    client = make_bot().test_client(api_key="key-1", secret=SECRET)
+    run_webhooks(client)
+    client.close()
+    return stream.getvalue(), client
+
+
+def assert_nothing_secret(output: str) -> None:
+    assert SECRET not in output
+    assert TEXT not in output and TEXT.upper() not in output
+    assert HEX64.search(output) is None, "a signature-like value was logged"
+
+
+def test_json_lines_have_every_field_and_no_secret() -> None:
+    output, _ = capture("json")
+    records = [json.loads(line) for line in output.splitlines()]
+    webhook = [r for r in records if r["logger"] == "botkit.webhook"]
+    assert len(webhook) == 7
+    for record in webhook:
+        assert set(WEBHOOK_FIELDS) <= record.keys()
+        assert record["level"] == "info"
+        assert isinstance(record["attempt"], int) and isinstance(record["status"], int)
+        assert isinstance(record["latency_ms"], float | int) and record["latency_ms"] >= 0
+        assert record["time"].endswith("Z")
+    by_outcome = {(r["kind"], r["outcome"]): r for r in webhook}
+    assert by_outcome["command", "ok"]["name"] == "echo"
+    assert by_outcome["command", "ok"]["webhook_id"] == "wh-1"
+    assert by_outcome["command", "replayed"]["webhook_id"] == "wh-1"
+    assert by_outcome["command", "replayed"]["attempt"] == 2
+    assert by_outcome["command", "rejected-signature"]["status"] == 401
+    assert by_outcome["command", "invalid-payload"]["status"] == 400
+    assert by_outcome["command", "error"]["name"] == "boom"
+    assert by_outcome["before_send", "rewritten"]["name"] == "before-send"
+    assert by_outcome["push", "queued"]["name"] == "message.new"
+    # the handler's traceback is there, as a JSON field, at ERROR
+    errors = [r for r in records if r["level"] == "error"]
+    assert any("RuntimeError: boom" in (r["message"] + r.get("exception", "")) for r in errors)
+    assert_nothing_secret(output)
+
+
+def test_text_lines_have_every_field_and_no_secret() -> None:
+    output, _ = capture("text")
+    lines = [line for line in output.splitlines() if "botkit.webhook:" in line]
+    assert len(lines) == 7
+    parsed = [TEXT_LINE.search(line) for line in lines]
+    assert all(parsed), lines
+    outcomes = {m["outcome"] for m in parsed if m}
+    assert outcomes == {
+        "ok",
+        "replayed",
+        "rejected-signature",
+        "invalid-payload",
+        "error",
+        "rewritten",
+        "queued",
+    }
+    assert all(" INFO " in line for line in lines)
+    assert_nothing_secret(output)
+
+
+def test_format_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setenv("BOTKIT_LOG_FORMAT", "JSON")
+    handler = configure_logging(stream=stream)
+    assert handler is not None and isinstance(handler.formatter, JSONFormatter)
+    logging.getLogger("botkit.test").info("hello %s", "there", extra={"n": 3})
+    assert json.loads(stream.getvalue()) | {"time": None} == {
+        "time": None,
+        "level": "info",
+        "logger": "botkit.test",
+        "message": "hello there",
+        "n": 3,
+    }
+    monkeypatch.setenv("BOTKIT_LOG_FORMAT", "xml")
+    with pytest.raises(ConfigError, match="BOTKIT_LOG_FORMAT='xml'"):
+        configure_logging()
+
+
+def test_configured_once_and_never_over_the_apps_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    botkit_logger = logging.getLogger("botkit")
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # no logging set up at all
+    monkeypatch.setattr(botkit_logger, "level", logging.NOTSET)
+    first = configure_logging("text")
+    assert first is not None and first in botkit_logger.handlers
+    assert botkit_logger.level == logging.INFO
+    again = configure_logging("json")  # create_app calls it again: the first one stays
+    assert again is first and not isinstance(again.formatter, JSONFormatter)
+    assert sum(h is first for h in botkit_logger.handlers) == 1
+    remove_handler()
+    # the application already logs botkit's records (a handler on root): left alone
+    monkeypatch.setattr(logging.getLogger(), "handlers", [logging.StreamHandler(io.StringIO())])
+    assert configure_logging("json") is None
+    assert not [h for h in botkit_logger.handlers if h.formatter is not None]
+
+
+def test_gunicorn_json_logs_with_real_credentials() -> None:
+    """create_app sets up the JSON lines in each gunicorn worker; nothing secret leaks."""
+    env = {
+        "STREAM_API_KEY": "live-key",
+        "STREAM_API_SECRET": SECRET,
+        "BOTKIT_LOG_FORMAT": "json",
+    }
+    with GunicornServer("wsgi:app", env=env) as server:
+        conn = server.connection()
+        body = encode(command_payload(f"/gif {TEXT}"))
+        ok = signed_post(conn, "/webhooks/stream/custom-commands?type=gif", body,
+                         api_key="live-key", secret=SECRET, webhook_id="gw-1")  # fmt: skip
+        assert ok.status == 200
+        bad = signed_post(conn, "/webhooks/stream/custom-commands?type=gif", body,
+                          api_key="live-key", secret="wrong", webhook_id="gw-2")  # fmt: skip
+        assert bad.status == 401
+        conn.close()
+        server.stop()  # flush and end the workers before reading the log
+        log = server.log()
+    records = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            records.append(json.loads(line))
+    webhook = {r["webhook_id"]: r for r in records if r.get("logger") == "botkit.webhook"}
+    assert webhook["gw-1"]["outcome"] == "ok" and webhook["gw-1"]["name"] == "gif"
+    assert webhook["gw-2"]["outcome"] == "rejected-signature"
+    assert webhook["gw-2"]["status"] == 401
+    for record in webhook.values():
+        assert set(WEBHOOK_FIELDS) <= record.keys()
+    assert_nothing_secret(log)

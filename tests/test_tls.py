@@ -1,0 +1,127 @@
+"""HTTPS: gunicorn.conf.py serves TLS itself when BOTKIT_TLS_CERT and BOTKIT_TLS_KEY are set
+(tested with a self-signed certificate made here with openssl)."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from server import GunicornServer, signed_post
+
+from botkit.cli import cli
+from botkit.testing import command_payload, encode
+
+
+def make_certificate(directory: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (subjectAltName IP), valid one day."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        if os.environ.get("BOTKIT_REQUIRE_SERVICES") == "1":
+            pytest.fail("openssl not installed (BOTKIT_REQUIRE_SERVICES=1)", pytrace=False)
+        pytest.skip("openssl not installed")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert),
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+class TLSServer(GunicornServer):
+    """The project's gunicorn launcher, talking HTTPS (trusting only our certificate)."""
+
+    def __init__(self, *args: Any, cafile: str, **kwargs: Any) -> None:
+        self.context = ssl.create_default_context(cafile=cafile)
+        super().__init__(*args, **kwargs)
+
+    def connection(self, timeout: float = 15.0) -> http.client.HTTPConnection:
+        return http.client.HTTPSConnection(
+            self.host, self.port, timeout=timeout, context=self.context
+        )
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
+    cert, key = make_certificate(tmp_path_factory.mktemp("tls"))
+    env = {"BOTKIT_DEV": "1", "BOTKIT_TLS_CERT": cert, "BOTKIT_TLS_KEY": key}
+    with TLSServer("wsgi:app", env=env, cafile=cert) as server:
+        yield server
+
+
+def test_https_healthz_and_a_signed_webhook(tls_server: TLSServer) -> None:
+    health = tls_server.get("/healthz")
+    assert health.status == 200
+    conn = tls_server.connection()
+    body = encode(command_payload("/gif rain"))
+    reply = signed_post(conn, "/webhooks/stream/custom-commands?type=gif", body)
+    conn.close()
+    assert reply.status == 200
+    assert reply.json()["message"]["type"] == "ephemeral"
+
+
+def test_plain_http_is_not_served_on_the_tls_port(tls_server: TLSServer) -> None:
+    conn = http.client.HTTPConnection(tls_server.host, tls_server.port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        status: int | None = response.status
+    except (OSError, http.client.HTTPException):
+        status = None
+    finally:
+        conn.close()
+    assert status != 200
+
+
+def test_an_untrusted_certificate_is_refused(tls_server: TLSServer) -> None:
+    conn = http.client.HTTPSConnection(
+        tls_server.host, tls_server.port, timeout=5, context=ssl.create_default_context()
+    )
+    with pytest.raises(ssl.SSLCertVerificationError):
+        conn.request("GET", "/healthz")
+    conn.close()
+
+
+def test_botkit_send_over_https(tls_server: TLSServer) -> None:
+    cafile = tls_server.env["BOTKIT_TLS_CERT"]
+    env = {
+        "REQUESTS_CA_BUNDLE": cafile,
+        "STREAM_API_KEY": None,
+        "STREAM_API_SECRET": None,
+        "STREAM_API_KEYS": None,
+        "BOTKIT_URL_PREFIX": None,
+    }
+    result = CliRunner().invoke(
+        cli, ["send", "/gif rain", "--url", tls_server.url, "--click", "1"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("HTTP 200") == 2
+    assert "regular message" in result.output
+
+
+def test_botkit_send_explains_an_untrusted_certificate(tls_server: TLSServer) -> None:
+    env = {"REQUESTS_CA_BUNDLE": None, "CURL_CA_BUNDLE": None, "STREAM_API_KEY": None}
+    result = CliRunner().invoke(cli, ["send", "/gif rain", "--url", tls_server.url], env=env)
+    assert result.exit_code == 1
+    assert "TLS with https://127.0.0.1" in result.output, result.output
+    assert "certificate verify failed: self-signed certificate" in result.output
+    assert len(result.output.strip().splitlines()) == 2  # the dev-key note and the error
+    assert "REQUESTS_CA_BUNDLE" in result.output
+    assert "Traceback" not in result.output
