@@ -22,7 +22,7 @@ from . import signals as signals
 from .arguments import ArgumentError as ArgumentError
 from .bot import Bot as Bot
 from .bot import CommandGroup as CommandGroup
-from .bot import SetupError as SetupError
+from .commands import SetupError as SetupError
 from .bot import default_bot as default_bot
 from .commands import Command as Command
 from .config import Config as Config

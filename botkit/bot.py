@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
-from .commands import Command, Route
+from .commands import Command, Route, SetupError
 from .help import HelpCommand
 
 if TYPE_CHECKING:
@@ -22,10 +22,6 @@ __all__ = ["Bot", "CommandGroup"]
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class SetupError(RuntimeError):
-    """Registration that came too late, or twice."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +145,8 @@ class Registry:
         if existing is not None and not isinstance(existing, HelpCommand):
             raise SetupError(f"Command /{cmd.name} is registered twice")
         self.commands[cmd.name] = cmd  # your own /help replaces the built-in one
+        if self not in cmd.bots:
+            cmd.bots.append(self)
 
     def form(self, mml_name: str, *, schema: Any = None) -> Callable[[F], F]:
         """Handle submits of a standalone MML form ``<mml name="mml_name">``.

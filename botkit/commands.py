@@ -12,7 +12,12 @@ from .arguments import ArgumentError, Signature, parse_signature
 from .context import ClickedAction, CommandContext
 from .messages import Message
 
-__all__ = ["RESERVED_NAMES", "Command", "check_command_name"]
+__all__ = [
+    "RESERVED_NAMES",
+    "Command",
+    "SetupError",
+    "check_command_name",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -20,6 +25,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Names Stream keeps for its built-in commands; a custom command cannot use them.
 RESERVED_NAMES = frozenset({"giphy", "ban", "unban", "mute", "unmute", "flag", "imgur"})
+
+
+class SetupError(RuntimeError):
+    """Registration that came too late (after the first webhook), or twice."""
 
 
 def check_command_name(name: str) -> None:
@@ -116,6 +125,7 @@ class Command(Generic[P, R]):
         self.routes: list[Route] = []
         self.checks: list[Callable[[CommandContext], Any]] = []
         self.error_handlers: dict[type[BaseException], Callable[..., Any]] = {}
+        self.bots: list[Any] = []  # the bots serving this command (set by Bot.include/add)
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -135,9 +145,17 @@ class Command(Generic[P, R]):
 
         return decorator
 
+    def _check_setup(self, what: str) -> None:
+        if any(getattr(bot, "_started", False) for bot in self.bots):
+            raise SetupError(
+                f"Cannot add {what} to /{self.name}: the bot has already handled a webhook. "
+                "Register every route at import time."
+            )
+
     def add_action(
         self, func: Callable[..., Any], name: str, value: str | None = None, *, schema: Any = None
     ) -> None:
+        self._check_setup(f"action {name}={value}")
         if not name:
             raise ValueError(f"/{self.name}: an action route needs the button's name")
         for route in self.routes:
@@ -149,6 +167,7 @@ class Command(Generic[P, R]):
         """Route submits of the MML form ``<mml name="mml_name">`` of this command."""
 
         def decorator(func: F) -> F:
+            self._check_setup(f"form {mml_name}")
             if not mml_name:
                 raise ValueError(f"/{self.name}: a form route needs the form's name")
             self.routes.insert(0, Route(func, mml_name=mml_name, schema=schema))
@@ -158,6 +177,7 @@ class Command(Generic[P, R]):
 
     def check(self, func: F) -> F:
         """Run ``func(ctx)`` before every call; a returned message refuses the call."""
+        self._check_setup("a check")
         self.checks.append(func)
         return func
 
@@ -165,6 +185,7 @@ class Command(Generic[P, R]):
         """Turn ``exc_type`` raised by this command into a reply: ``func(ctx, exc)``."""
 
         def decorator(func: F) -> F:
+            self._check_setup("an error handler")
             self.error_handlers[exc_type] = func
             return func
 

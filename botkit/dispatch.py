@@ -114,11 +114,15 @@ class Dispatcher:
     def handle(
         self,
         kind: str,
-        body: bytes,
+        body: bytes | None,
         headers: Headers,
         command_type: str | None = None,
     ) -> Response:
-        """Answer one webhook. ``headers`` must look up names case-insensitively."""
+        """Answer one webhook. ``headers`` must look up names case-insensitively.
+
+        ``body`` is None when the web server refused it as too large before reading it:
+        the call is then answered (413), logged and signalled like any other.
+        """
         start = time.monotonic()
         self.bot._started = True
         try:
@@ -135,7 +139,10 @@ class Dispatcher:
             attempt,
             start + budget,
         )
-        response = self._pipeline(meta, body, headers.get("X-Signature"), command_type)
+        if body is None:
+            response = self._reject(meta, "size", TOO_LARGE)
+        else:
+            response = self._pipeline(meta, body, headers.get("X-Signature"), command_type)
         latency = time.monotonic() - start
         elapsed = latency * 1000
         wlog.info(
@@ -231,7 +238,10 @@ class Dispatcher:
         store = self.runtime.store
         key = f"{meta.kind}:{meta.api_key}:{meta.webhook_id}"
         try:
-            entry = store.claim(key, fingerprint, self.config.claim_ttl)
+            # A claim must outlive the handler's own budget, or a copy arriving in between
+            # would run it a second time; at the deadline the placeholder is stored.
+            claim_ttl = max(self.config.claim_ttl, meta.deadline - time.monotonic() + 0.5)
+            entry = store.claim(key, fingerprint, claim_ttl)
         except StoreUnavailable as exc:
             return self._store_down(meta, run, exc)
         if entry is None:
@@ -342,6 +352,8 @@ class Dispatcher:
         try:
             for check in (*self.bot.checks, *(cmd.checks if cmd else ())):
                 refusal = check(ctx)
+                if isinstance(refusal, str):  # a refusal is shown to the caller only
+                    return Message.error(refusal)
                 if refusal is not None:
                     return coerce_reply(refusal)
             if route is not None and route.schema is not None:
@@ -373,6 +385,9 @@ class Dispatcher:
     def _reply(self, ctx: CommandContext, msg: Message, outcome: str = "ok") -> Response:
         full = msg.merge_into(ctx.message)
         if full is not None:
+            for key in ("id", "user"):  # a reply always answers for the same message
+                if key in ctx.message:
+                    full[key] = ctx.message[key]
             errors = validate_reply(full)
             if errors:
                 ref = secrets.token_hex(4)
@@ -519,7 +534,11 @@ class CommandRun(Runner):
         msg = future.result()
         full = msg.merge_into(ctx.message)
         if full is None or full.get("type") == "error":
-            log.warning("/%s finished late with %s: nothing to post", ctx.command, msg)
+            log.warning(
+                "/%s finished after its deadline with %s: nothing to post",
+                ctx.command,
+                "a deletion" if full is None else "an error message",
+            )
             return
         payload = {
             "command": ctx.command,
@@ -628,12 +647,13 @@ class PushRun(Runner):
         bot_user = self.d.config.bot_user_id
         if not bot_user:
             return False
-        for holder in (self.event, self.event.get("message")):
-            if isinstance(holder, dict):
-                user = holder.get("user")
-                if isinstance(user, dict) and user.get("id") == bot_user:
-                    return True
-        return False
+        # The event's own ``user`` is who acted (a reaction on the bot's message is
+        # someone else's event); only events without one fall back to the message's author.
+        user = self.event.get("user")
+        if not isinstance(user, dict):
+            message = self.event.get("message")
+            user = message.get("user") if isinstance(message, dict) else None
+        return isinstance(user, dict) and user.get("id") == bot_user
 
     def run(self) -> Response:
         d = self.d

@@ -27,10 +27,10 @@ class FormError(Exception):
         parts = []
         for name, problems in self.errors.items():
             text = (
-                "; ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
+                " ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
             )
             parts.append(f"{name}: {text}")
-        return ", ".join(parts)
+        return "; ".join(parts)
 
 
 def load_form(schema: Any, ctx: CommandContext) -> tuple[Any, Message | None]:

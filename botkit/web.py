@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import signals
 from .config import Config, ConfigError
-from .dispatch import BEFORE_SEND, COMMAND, PUSH, TOO_LARGE, Dispatcher, dumps
+from .dispatch import BEFORE_SEND, COMMAND, PUSH, Dispatcher, dumps
 from .dispatch import Response as BotResponse
 from .logs import configure_logging
 from .metrics import metrics_enabled
@@ -70,10 +69,8 @@ def create_app(
     def serve(kind: str, command_type: str | None = None) -> Response:
         try:
             body = request.get_data(cache=False)
-        except RequestEntityTooLarge:  # refused before the pipeline: say so the same way
-            log.warning("%s webhook rejected (size: over %d bytes)", kind, config.max_body_bytes)
-            signals.request_rejected.send(bot, kind=kind, reason="size", status=413)
-            return _to_flask(TOO_LARGE, close=True)
+        except RequestEntityTooLarge:  # declared too large: answered without reading it
+            return _to_flask(dispatcher.handle(kind, None, request.headers), close=True)
         return _to_flask(dispatcher.handle(kind, body, request.headers, command_type))
 
     prefix = config.url_prefix
@@ -104,6 +101,8 @@ def create_app(
             state["store"] = {"url": runtime.store.url, "ok": False, "error": str(exc)}
             state["status"] = "unavailable"
         state["queue"] = runtime.queue.state()
+        if not state["queue"].get("ok", True):  # push events could not be queued
+            state["status"] = "unavailable"
         status = 200 if state["status"] == "ok" else 503
         return Response(dumps(state), status=status, mimetype=_JSON)
 

@@ -21,7 +21,9 @@ log = logging.getLogger(__name__)
 
 group = CommandGroup()
 
-GIPHY_URL = os.environ.get("GIPHY_API_URL", "https://api.giphy.com/v1/gifs/search")
+
+def giphy_url() -> str:
+    return os.environ.get("GIPHY_API_URL", "https://api.giphy.com/v1/gifs/search")
 
 
 class GiphyError(Exception):
@@ -81,7 +83,7 @@ def search(query: str, pick: int) -> Gif | None:
 def _search_giphy(api_key: str, query: str, pick: int) -> Gif | None:
     try:
         response = requests.get(
-            GIPHY_URL,
+            giphy_url(),
             params={"api_key": api_key, "q": query, "limit": 1, "offset": pick % 50, "rating": "g"},
             timeout=0.5,
         )

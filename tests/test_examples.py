@@ -15,7 +15,6 @@ import pytest
 from botkit import Config
 from botkit.signing import KeyRing
 from botkit.testing import TestClient
-from examples import gif as gif_module
 from examples.bot import bot as examples_bot
 
 KEY, SECRET = "examples-key", "examples-secret"
@@ -145,8 +144,6 @@ def giphy(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGiphy]:
     thread.start()
     monkeypatch.setenv("GIPHY_API_KEY", "giphy-test-key")
     monkeypatch.setenv("GIPHY_API_URL", server.url)
-    # examples/gif.py reads GIPHY_API_URL once, at import time
-    monkeypatch.setattr(gif_module, "GIPHY_URL", server.url, raising=False)
     try:
         yield server
     finally:

@@ -131,5 +131,5 @@ def test_bot_error_handler_decides_too() -> None:
 
 def test_form_error_describe() -> None:
     error = FormError({"a": ["Bad.", "Worse."], "b": "Missing."})
-    assert error.describe() == "a: Bad.; Worse., b: Missing."
+    assert error.describe() == "a: Bad. Worse.; b: Missing."
     assert error.errors["b"] == "Missing."
