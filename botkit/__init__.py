@@ -22,9 +22,9 @@ from . import signals as signals
 from .arguments import ArgumentError as ArgumentError
 from .bot import Bot as Bot
 from .bot import CommandGroup as CommandGroup
-from .commands import SetupError as SetupError
 from .bot import default_bot as default_bot
 from .commands import Command as Command
+from .commands import SetupError as SetupError
 from .config import Config as Config
 from .config import ConfigError as ConfigError
 from .context import BeforeSendContext as BeforeSendContext
