@@ -193,6 +193,7 @@ def routes(ctx: click.Context) -> None:
     Example:
       botkit --app examples.bot:bot routes
     """
+    _dev_credentials_default()  # listing routes needs no Stream app
     bot = _located(ctx).bot
     prefix = _prefix()
     rows = [
@@ -735,9 +736,16 @@ def _parse_click(spec: str, message: Mapping[str, Any] | None) -> dict[str, str]
             labels = ", ".join(f"[{i}] {b.label}" for i, b in enumerate(buttons, 1)) or "none"
             fail(f"--click {spec}: no such button; the buttons are {labels}")
         return dict(buttons[index - 1].form_data)
+    if "=" not in spec:  # a button's label, as the user sees it
+        buttons = buttons_of(message)
+        matches = [b for b in buttons if b.label.casefold() == spec.strip().casefold()]
+        if not matches:
+            labels = ", ".join(f"[{i}] {b.label}" for i, b in enumerate(buttons, 1)) or "none"
+            fail(f"--click {spec!r}: no button with that label; the buttons are {labels}")
+        return dict(matches[0].form_data)
     pairs = parse_qsl(spec, keep_blank_values=True)
-    if not pairs or "=" not in spec:
-        fail(f"--click {spec!r}: give a button number or name=value (e.g. image_action=shuffle)")
+    if not pairs:
+        fail(f"--click {spec!r}: give a button number, its label or name=value")
     return dict(pairs)
 
 
@@ -850,8 +858,9 @@ def _show(kind: str, sent: Mapping[str, Any], delivery: Delivery, raw: bool) -> 
     "--click",
     "clicks",
     multiple=True,
-    metavar="N|NAME=VALUE",
-    help="Then click button N of the reply (or send NAME=VALUE&...); repeatable, each on the previous reply.",
+    metavar="N|LABEL|NAME=VALUE",
+    help="Then click button N (or the button labelled LABEL) of the reply, or send "
+    "NAME=VALUE&...; repeatable, each on the previous reply.",
 )
 @click.option(
     "--event", "event_type", metavar="TYPE", help="Send a push event instead, e.g. message.new."
@@ -889,6 +898,7 @@ def send(
     Examples:
       botkit send "/gif cats"
       botkit send "/gif cats" --click 2 --click image_action=send
+      botkit send "/gif cats" --click Shuffle --click Send
       botkit send "/ticket printer" --click 'action=confirm&email=me@example.com'
       botkit send --before-send "my card is 4242 4242 4242 4242"
       botkit send --event message.new --text "hello"

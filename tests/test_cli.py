@@ -176,6 +176,17 @@ def test_loading_the_app_never_calls_stream(stream_stub: StreamStub) -> None:
     assert stream_stub.requests == []
 
 
+def test_routes_from_wsgi_without_credentials(tmp_path: Any) -> None:
+    """A fresh checkout: `botkit routes` lists the examples without any Stream settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_", "BOTKIT_"))}
+    env["BOTKIT_STORE"] = f"sqlite:///{tmp_path}/store.db"
+    out = subprocess.run(
+        [BOTKIT, "routes"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "/gif" in out.stdout and "/ticket" in out.stdout
+
+
 # -- routes ---------------------------------------------------------------------------------------
 
 
@@ -487,6 +498,14 @@ def test_send_gif_flow_with_clicks(runner: CliRunner, examples_server: GunicornS
     assert sent.startswith("1") and "regular message" in sent and "[1]" not in sent
 
 
+def test_send_click_by_label(runner: CliRunner, examples_server: GunicornServer) -> None:
+    result = send(runner, examples_server, "/gif cats", "--click", "shuffle", "--click", "Send")
+    assert result.exit_code == 0, result.output
+    _, shuffled, sent = result.output.split("\n--click ")
+    assert "ephemeral message" in shuffled and "gif_pick=1" in shuffled
+    assert "regular message" in sent and "[1]" not in sent
+
+
 def test_send_click_by_name_cancel_deletes(
     runner: CliRunner, examples_server: GunicornServer
 ) -> None:
@@ -551,7 +570,10 @@ def test_send_errors(runner: CliRunner, examples_server: GunicornServer) -> None
     for args, message in [
         (["gif cats"], 'give a command starting with "/"'),
         (["/gif cats", "--click", "9"], "--click 9: no such button"),
-        (["/gif cats", "--click", "nonsense"], "give a button number or name=value"),
+        (
+            ["/gif cats", "--click", "nonsense"],
+            "no button with that label; the buttons are [1] Send",
+        ),
         (["/gif cats", "--channel", "general"], "a cid looks like type:id"),
         (["--before-send"], "--before-send needs the message text"),
     ]:
