@@ -33,12 +33,12 @@ run: install
 
 ## make test: lint, types and the whole suite; starts what the tests need (redis-server).
 test: install-test
-	$(BIN)/ruff check botkit tests examples
+	$(BIN)/ruff check botkit tests examples benchmarks
 	$(BIN)/mypy botkit
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-test
-	$(BIN)/ruff check botkit tests examples
+	$(BIN)/ruff check botkit tests examples benchmarks
 	$(BIN)/ruff format --check botkit tests examples
 
 typecheck: install-test

@@ -32,6 +32,7 @@ setup(
             "mypy>=1.10",
             "ruff>=0.5",
             "types-requests",
+            "pyinstrument>=4",
         ],
     },
     entry_points={

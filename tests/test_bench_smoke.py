@@ -1,0 +1,95 @@
+"""The benchmark script runs and prints its table. No timing is asserted: the numbers
+belong to ``make bench`` and docs/benchmarks.md, not to the test suite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks" / "bench.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench  # noqa: E402
+
+from botkit.schemas import load_before_send, load_command, load_event, parse_json  # noqa: E402
+
+
+def _wrk() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        if os.environ.get("BOTKIT_REQUIRE_SERVICES") == "1":
+            pytest.fail("wrk not installed (BOTKIT_REQUIRE_SERVICES=1)", pytrace=False)
+        pytest.skip("wrk not installed (apt-get install wrk)")
+    return path
+
+
+def test_bodies_have_the_sizes_and_shapes_the_bench_promises() -> None:
+    loaders = {"command": load_command, "before_send": load_before_send, "push": load_event}
+    for route in bench.ROUTES.values():
+        body = bench.make_body(route)
+        assert route.size <= len(body) < route.size + 1024, route.name
+        loaders[route.kind](parse_json(body))  # valid for botkit, or this raises
+    gif = json.loads(bench.make_body(bench.ROUTES["gif-1k"]))
+    assert gif["message"]["command"] == "gif" and gif["message"]["args"] == "cats"
+
+
+def test_missing_wrk_says_how_to_install_it() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--wrk", "/nonexistent/wrk"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "apt-get install wrk" in out.stderr
+
+
+def test_bad_options_are_refused_with_a_message() -> None:
+    out = subprocess.run(
+        [sys.executable, str(BENCH), "--stores", "mongo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "unknown store 'mongo'" in out.stderr
+
+
+@pytest.mark.slow
+def test_quick_bench_prints_one_table() -> None:
+    wrk = _wrk()
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--wrk",
+            wrk,
+            "--routes",
+            "gif-1k",
+            "--baselines",
+            "flask",
+            "--connections",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0].split("|")[1].strip() == "route"
+    assert "vs flask" in table[0] and "RSS MB" in table[0]
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]) for line in table[2:]}
+    assert rows == {("/gif 1 KB", "botkit memory"), ("/gif 1 KB", "flask")}
+    flask_row = next(line for line in table[2:] if "| flask" in line)
+    assert flask_row.split("|")[4].strip() == "1.00"  # the ratio column
