@@ -191,11 +191,11 @@ def apply(
     dispatcher = app.extensions["botkit"]
     if experiment == "handler thread":
         runtime = dispatcher.runtime
-        old_pool, old_pid = runtime._pool, runtime._pid
-        runtime._pool, runtime._pid = InlineExecutor(), os.getpid()
+        old_pool = runtime._pool
+        runtime._pool = InlineExecutor()
 
         def undo() -> None:
-            runtime._pool, runtime._pid = old_pool, old_pid
+            runtime._pool = old_pool
 
         return undo
     if experiment == "reply validation":

@@ -13,8 +13,6 @@ import secrets
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +21,7 @@ from .commands import Command, Route, clicked
 from .context import BeforeSendContext, CommandContext, custom_fields
 from .idempotency import StoreUnavailable
 from .messages import Message, coerce_reply
+from .pool import NotDone
 from .schemas import (
     MESSAGE_FIELDS,
     InvalidPayload,
@@ -35,6 +34,7 @@ from .schemas import (
 from .signing import BodyTooLarge, InvalidSignature, gunzip, is_gzip, verify
 
 if TYPE_CHECKING:
+    from .pool import Call
     from .runtime import Runtime
 
 log = logging.getLogger("botkit")
@@ -499,7 +499,7 @@ class CommandRun(Runner):
         future = d.runtime.executor.submit(d.call_command, ctx, self.cmd, self.route)
         try:
             msg = future.result(timeout=max(0.0, self.meta.deadline - time.monotonic()))
-        except FutureTimeout:
+        except NotDone:
             future.add_done_callback(self._late)
             return self.in_flight()
         except Exception as exc:
@@ -525,7 +525,7 @@ class CommandRun(Runner):
         response = self.d._reply(ctx, msg, "late")
         return response
 
-    def _late(self, future: Future[Message]) -> None:
+    def _late(self, future: Call[Message]) -> None:
         d, ctx = self.d, self.ctx
         exc = future.exception()
         if exc is not None:
@@ -589,7 +589,7 @@ class BeforeSendRun(Runner):
         future = self.d.runtime.executor.submit(self._run_hooks, original)
         try:
             return future.result(timeout=max(0.0, self.meta.deadline - time.monotonic()))
-        except FutureTimeout:
+        except NotDone:
             return self.in_flight()
 
     def in_flight(self) -> Response:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .context import custom_fields, split_cid
 from .idempotency import Store, open_store
+from .pool import HandlerPool
 
 if TYPE_CHECKING:
     from .bot import Bot
@@ -50,19 +48,12 @@ class Runtime:
         )
         self.queue = queue if queue is not None else open_queue(config.queue_url, bot)
         self._stream = stream
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
+        self._pool = HandlerPool(64)
         bot._runtime = self  # type: ignore[attr-defined]
 
     @property
-    def executor(self) -> ThreadPoolExecutor:
+    def executor(self) -> HandlerPool:
         """The pool handlers run in, so that their deadline can be kept."""
-        if self._pool is None or self._pid != os.getpid():
-            with self._lock:
-                if self._pool is None or self._pid != os.getpid():
-                    self._pool = ThreadPoolExecutor(64, "botkit-handler")
-                    self._pid = os.getpid()
         return self._pool
 
     @property
@@ -110,8 +101,7 @@ class Runtime:
         log.info("late result of /%s posted to %s", payload.get("command"), cid)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        self._pool.shutdown()
         self.queue.close()
         self.store.close()
 

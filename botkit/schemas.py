@@ -166,19 +166,160 @@ def _load(schema: Schema, data: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# -- the fast path ----------------------------------------------------------------------------
+#
+# Every webhook passes through here, and marshmallow costs more than everything else
+# botkit does for a call. These checks accept a subset of what the schemas accept (the
+# property tests hold them to that); a payload they do not accept goes through the schema,
+# which accepts it or says precisely what is wrong. The schemas stay the definition.
+
+_NONE = type(None)
+_MESSAGE_STRINGS = ("text", "html", "type", "command", "args", "cid", "mml")
+
+
+def _user_ok(user: Any) -> bool:
+    if type(user) is not dict:
+        return False
+    uid = user.get("id")
+    if type(uid) is not str or not uid:
+        return False
+    for key in ("name", "role"):
+        if type(user.get(key)) not in (str, _NONE):
+            return False
+    return type(user.get("Custom")) in (dict, _NONE)
+
+
+def _message_ok(message: Any) -> bool:
+    if type(message) is not dict:
+        return False
+    if "id" in message and type(message["id"]) is not str:
+        return False
+    for key in _MESSAGE_STRINGS:
+        if type(message.get(key)) not in (str, _NONE):
+            return False
+    attachments = message.get("attachments")
+    if attachments is not None:
+        if type(attachments) is not list:
+            return False
+        for item in attachments:
+            if type(item) is not dict:
+                return False
+    user = message.get("user")
+    return user is None or _user_ok(user)
+
+
+def _command_ok(data: dict[str, Any]) -> bool:
+    if not (_message_ok(data.get("message")) and _user_ok(data.get("user"))):
+        return False
+    form = data.get("form_data")
+    if form is None:
+        return True
+    return type(form) is dict and all(type(v) is str for v in form.values())
+
+
+def _before_send_ok(data: dict[str, Any]) -> bool:
+    if not (_message_ok(data.get("message")) and _user_ok(data.get("user"))):
+        return False
+    channel = data.get("channel")
+    if channel is not None:
+        if type(channel) is not dict:
+            return False
+        for key in ("cid", "id", "type"):
+            if type(channel.get(key)) not in (str, _NONE):
+                return False
+    return type(data.get("request_info")) in (dict, _NONE)
+
+
+def _event_ok(data: dict[str, Any]) -> bool:
+    kind = data.get("type")
+    if type(kind) is not str or not kind:
+        return False
+    if type(data.get("cid")) not in (str, _NONE):
+        return False
+    user, message = data.get("user"), data.get("message")
+    return (user is None or _user_ok(user)) and (message is None or _message_ok(message))
+
+
 def load_command(data: dict[str, Any]) -> dict[str, Any]:
+    """A custom-command payload, validated; ``message.id`` defaults to ``""``."""
+    if _command_ok(data):
+        data["message"].setdefault("id", "")
+        return data
     return _load(_command_schema, data)
 
 
 def load_before_send(data: dict[str, Any]) -> dict[str, Any]:
+    """A before-message-send payload, validated (an empty ``message.id`` is fine)."""
+    if _before_send_ok(data):
+        data["message"].setdefault("id", "")
+        return data
     return _load(_before_send_schema, data)
 
 
 def load_event(data: dict[str, Any]) -> dict[str, Any]:
+    """A push event, validated: ``type`` is required, everything else is kept."""
+    if _event_ok(data):
+        message = data.get("message")
+        if message is not None:
+            message.setdefault("id", "")
+        return data
     return _load(_event_schema, data)
+
+
+def _action_ok(action: Any) -> bool:
+    if type(action) is not dict:
+        return False
+    for key in ("name", "text", "type"):
+        value = action.get(key)
+        if type(value) is not str or not value:
+            return False
+    return type(action.get("value")) in (str, _NONE) and type(action.get("style")) in (str, _NONE)
+
+
+def _field_ok(item: Any) -> bool:
+    return (
+        type(item) is dict
+        and type(item.get("title")) is str
+        and type(item.get("value")) is str
+        and type(item.get("short")) is bool
+    )
+
+
+def _attachment_ok(attachment: Any) -> bool:
+    if type(attachment) is not dict or type(attachment.get("type")) not in (str, _NONE):
+        return False
+    actions = attachment.get("actions")
+    if actions is not None and (type(actions) is not list or not all(map(_action_ok, actions))):
+        return False
+    items = attachment.get("fields")
+    return items is None or (type(items) is list and all(map(_field_ok, items)))
+
+
+def _reply_ok(message: dict[str, Any]) -> bool:
+    kind = message.get("type")
+    if kind is not None and kind not in MESSAGE_TYPES:
+        return False
+    if type(message.get("text")) not in (str, _NONE) or type(message.get("mml")) not in (
+        str,
+        _NONE,
+    ):
+        return False
+    attachments = message.get("attachments")
+    if attachments is None:
+        return True
+    return (
+        type(attachments) is list
+        and len(attachments) <= 30
+        and all(map(_attachment_ok, attachments))
+    )
 
 
 def validate_reply(message: dict[str, Any]) -> dict[str, Any]:
     """Errors in an outgoing message (empty when it is one Stream accepts)."""
+    if _reply_ok(message):
+        return {}
     errors: dict[str, Any] = _message_out.validate(message)
+    attachments = message.get("attachments")
+    if not errors and isinstance(attachments, list) and len(attachments) > 30:
+        errors = {"attachments": [f"at most 30 attachments, got {len(attachments)}"]}
     return errors

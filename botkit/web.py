@@ -1,4 +1,4 @@
-"""The Flask adapter: routes, body limits, and the healthz endpoint.
+"""The web adapter: the webhook routes, body limits, and the healthz endpoint.
 
 Everything else happens in :mod:`botkit.dispatch`; this module only moves bytes.
 """
@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 
 from .config import Config, ConfigError
 from .dispatch import BEFORE_SEND, COMMAND, PUSH, Dispatcher, dumps
-from .dispatch import Response as BotResponse
 from .logs import configure_logging
 from .metrics import metrics_enabled
 from .runtime import Runtime
@@ -27,15 +29,128 @@ log = logging.getLogger("botkit")
 __all__ = ["create_app"]
 
 _JSON = "application/json"
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
-def _to_flask(response: BotResponse, close: bool = False) -> Response:
-    out = Response(response.body, status=response.status, mimetype=_JSON)
-    # What botkit made of the call (ok, replayed, ...): `botkit send --repeat` shows it.
-    out.headers["X-Botkit-Outcome"] = response.outcome
-    if close:
-        out.headers["Connection"] = "close"
-    return out
+_STATUS: dict[int, str] = {int(c): f"{int(c)} {c.phrase}" for c in HTTPStatus}
+#: The WSGI environ keys of the headers botkit reads on every call.
+_ENVIRON_KEYS = {
+    "X-Signature": "HTTP_X_SIGNATURE",
+    "X-Api-Key": "HTTP_X_API_KEY",
+    "X-Webhook-Id": "HTTP_X_WEBHOOK_ID",
+    "X-Webhook-Attempt": "HTTP_X_WEBHOOK_ATTEMPT",
+}
+
+
+class EnvironHeaders:
+    """Request headers looked up straight in the WSGI environ (case-insensitively)."""
+
+    __slots__ = ("environ",)
+
+    def __init__(self, environ: dict[str, Any]) -> None:
+        self.environ = environ
+
+    def get(self, key: str, /) -> str | None:
+        name = _ENVIRON_KEYS.get(key) or "HTTP_" + key.upper().replace("-", "_")
+        value = self.environ.get(name)
+        return value if isinstance(value, str) else None
+
+
+class WebhookRoutes:
+    """The webhook routes, served straight from WSGI; every other request goes to Flask.
+
+    Stream calls these routes thousands of times a second on a busy app, and Flask's
+    request and response objects would cost more than botkit's own pipeline. Flask still
+    serves ``/healthz``, the playground, ``/metrics`` and your own routes.
+    """
+
+    def __init__(self, flask_wsgi: WSGIApp, dispatcher: Dispatcher, prefix: str) -> None:
+        self.flask_wsgi = flask_wsgi
+        self.dispatcher = dispatcher
+        self.limit = dispatcher.config.max_body_bytes
+        self.routes = {
+            f"{prefix}/custom-commands": COMMAND,
+            f"{prefix}/before-message-send": BEFORE_SEND,
+            f"{prefix}/push": PUSH,
+        }
+        self.command_prefix = f"{prefix}/custom-commands/"
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path: str = environ.get("PATH_INFO", "")
+        kind = self.routes.get(path)
+        command_type = None
+        if kind is None:
+            name = path[len(self.command_prefix) :]
+            if not path.startswith(self.command_prefix) or not name or "/" in name:
+                return self.flask_wsgi(environ, start_response)
+            kind = COMMAND
+            # PEP 3333 hands the path over as latin-1 text of the raw bytes
+            command_type = name.encode("latin-1").decode("utf-8", "replace")
+        if environ.get("REQUEST_METHOD") != "POST":
+            return _answer(start_response, 405, _METHOD_NOT_ALLOWED, [("Allow", "POST")])
+        if kind == COMMAND and command_type is None:
+            query = environ.get("QUERY_STRING")
+            if query:
+                command_type = parse_qs(query).get("type", [""])[0] or None
+        try:
+            body = self._read(environ)
+        except ValueError:
+            return _answer(start_response, 400, _BAD_LENGTH)
+        except OSError:  # the client went away while sending
+            return _answer(start_response, 400, _UNREADABLE)
+        try:
+            response = self.dispatcher.handle(kind, body, EnvironHeaders(environ), command_type)
+        except Exception:  # a bug in botkit: never a traceback in the response
+            log.exception("unexpected error while serving %s", path)
+            return _answer(start_response, 500, _INTERNAL)
+        headers = [("X-Botkit-Outcome", response.outcome)]
+        if body is None:  # refused unread: the rest of the body must not be parsed as a request
+            headers.append(("Connection", "close"))
+        return _answer(start_response, response.status, response.body, headers)
+
+    def _read(self, environ: dict[str, Any]) -> bytes | None:
+        """The body, or None when it is declared larger than the limit (left unread)."""
+        stream = environ["wsgi.input"]
+        length = environ.get("CONTENT_LENGTH")
+        if length:
+            size = int(length)
+            if size < 0:
+                raise ValueError(length)
+            if size > self.limit:
+                return None
+            data: bytes = stream.read(size)
+            return data
+        if not environ.get("wsgi.input_terminated"):  # no length, no chunks: no body
+            return b""
+        # chunked: read one byte past the limit, so that the pipeline answers 413
+        chunks, total = [], 0
+        while total <= self.limit:
+            chunk = stream.read(self.limit + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+
+
+_METHOD_NOT_ALLOWED = dumps({"error": "method not allowed"})
+_BAD_LENGTH = dumps({"error": "invalid Content-Length"})
+_UNREADABLE = dumps({"error": "could not read the body"})
+_INTERNAL = dumps({"error": "internal error"})
+
+
+def _answer(
+    start_response: StartResponse,
+    status: int,
+    body: bytes,
+    headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    start_response(
+        _STATUS[status],
+        [("Content-Type", _JSON), ("Content-Length", str(len(body))), *(headers or ())],
+    )
+    return [body]
 
 
 def create_app(
@@ -54,9 +169,7 @@ def create_app(
     app = Flask(
         "botkit", instance_path=os.path.abspath(flask_config.pop("instance_path", "instance"))
     )
-    # One byte more than the limit: Werkzeug silently truncates a streamed (chunked) body
-    # at MAX_CONTENT_LENGTH, so the dispatcher must see the extra byte to answer 413.
-    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes + 1, **flask_config)
+    app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, **flask_config)
     try:
         if runtime is None:
             runtime = Runtime(bot, config, instance_path=app.instance_path)
@@ -66,30 +179,7 @@ def create_app(
     app.extensions["botkit"] = dispatcher
     bot.app = app
 
-    def serve(kind: str, command_type: str | None = None) -> Response:
-        try:
-            body = request.get_data(cache=False)
-        except RequestEntityTooLarge:  # declared too large: answered without reading it
-            return _to_flask(dispatcher.handle(kind, None, request.headers), close=True)
-        return _to_flask(dispatcher.handle(kind, body, request.headers, command_type))
-
-    prefix = config.url_prefix
-
-    @app.post(f"{prefix}/custom-commands", endpoint="custom_commands")
-    def custom_commands() -> Response:
-        return serve(COMMAND, request.args.get("type") or None)
-
-    @app.post(f"{prefix}/custom-commands/<command_type>", endpoint="custom_commands_path")
-    def custom_commands_path(command_type: str) -> Response:
-        return serve(COMMAND, command_type)
-
-    @app.post(f"{prefix}/before-message-send", endpoint="before_message_send")
-    def before_message_send() -> Response:
-        return serve(BEFORE_SEND)
-
-    @app.post(f"{prefix}/push", endpoint="push")
-    def push() -> Response:
-        return serve(PUSH)
+    app.wsgi_app = WebhookRoutes(app.wsgi_app, dispatcher, config.url_prefix)  # type: ignore[method-assign]
 
     @app.get("/healthz", endpoint="healthz")
     def healthz() -> Response:

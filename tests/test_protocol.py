@@ -595,6 +595,43 @@ def test_get_on_a_webhook_route_is_405_json(make_client: MakeClient) -> None:
         assert response.get_json() == {"error": "method not allowed"}
 
 
+def test_webhook_routes_answer_below_flask_for_every_route(make_client: MakeClient) -> None:
+    http = make_client(echo_bot()).app.test_client()
+    for path in ("/before-message-send", "/push"):
+        response = http.get(PREFIX + path)
+        assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    body = encode(command_payload("/echo hi"))
+    bad_length = http.post(
+        PREFIX + "/custom-commands?type=echo",
+        data=body,
+        headers={**signed_headers(body, api_key=KEY, secret=SECRET)},
+        environ_overrides={"CONTENT_LENGTH": "-5"},
+    )
+    assert bad_length.status_code == 400
+    assert bad_length.get_json() == {"error": "invalid Content-Length"}
+    # deeper paths below the command route are not commands
+    assert http.post(PREFIX + "/custom-commands/echo/extra", data=body).status_code == 404
+    assert http.get("/healthz").status_code == 200  # Flask still serves the rest
+
+
+def test_command_name_in_the_path_may_be_utf8(make_client: MakeClient) -> None:
+    bot = Bot()
+
+    @bot.command("café")
+    def cafe(ctx: CommandContext) -> str:
+        return f"served {ctx.command}"
+
+    client = make_client(bot)
+    body = encode(command_payload("/café au lait"))
+    response = client.app.test_client().post(
+        PREFIX + "/custom-commands/caf%C3%A9",
+        data=body,
+        headers=signed_headers(body, api_key=KEY, secret=SECRET),
+    )
+    assert response.status_code == 200
+    assert response.get_json()["message"]["text"] == "served café"
+
+
 def test_unknown_path_is_404_json(make_client: MakeClient) -> None:
     http = make_client(echo_bot()).app.test_client()
     for method in (http.get, http.post):

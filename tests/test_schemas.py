@@ -223,3 +223,147 @@ def test_validate_reply() -> None:
     assert validate_reply({"attachments": [{}] * 30}) == {}
     bad_action = {"attachments": [{"actions": [{"name": "", "text": "Go", "type": "button"}]}]}
     assert "attachments" in validate_reply(bad_action)
+
+
+# -- the fast path agrees with the schemas -----------------------------------------------------
+
+import copy  # noqa: E402
+
+from marshmallow import ValidationError  # noqa: E402
+
+from botkit import schemas  # noqa: E402
+
+opt_str_reply = st.none() | st.text(max_size=8)
+valid_actions = st.fixed_dictionaries(
+    {k: st.text(min_size=1, max_size=5) for k in ("name", "text", "type")},
+    optional={"value": opt_str_reply, "style": opt_str_reply},
+)
+valid_fields = st.fixed_dictionaries(
+    {"title": st.text(max_size=5), "value": st.text(max_size=5), "short": st.booleans()}
+)
+valid_attachments = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": opt_str_reply,
+        "actions": st.none() | st.lists(valid_actions, max_size=3),
+        "fields": st.none() | st.lists(valid_fields, max_size=2),
+        "title_link": st.text(max_size=5),
+    },
+)
+
+
+@st.composite
+def replies(draw: st.DrawFn) -> dict[str, Any]:
+    """Valid replies (up to 31 attachments), half with one value replaced."""
+    reply: dict[str, Any] = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "type": st.none() | st.sampled_from(["regular", "ephemeral", "error", "x"]),
+                "text": opt_str_reply,
+                "mml": opt_str_reply,
+                "attachments": st.none()
+                | st.lists(valid_attachments, max_size=3)
+                | st.lists(st.just({}), min_size=29, max_size=31),
+                "x_state": json_values,
+            },
+        )
+    )
+    if draw(st.booleans()) and _paths(reply):
+        path = draw(st.sampled_from(_paths(reply)))
+        holder: Any = reply
+        for step in path[:-1]:
+            holder = holder[step]
+        holder[path[-1]] = draw(st.sampled_from(["", None, 0, True, [], {}]) | json_values)
+    return reply
+
+
+# Well-formed payloads, half of them with one value somewhere replaced by a random one, so
+# both sides of every fast check are exercised (random payloads almost never pass it).
+opt_str = st.none() | st.text(max_size=8)
+valid_users = st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=6)},
+    optional={
+        "name": opt_str,
+        "role": opt_str,
+        "Custom": st.none() | st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+        "x_custom": json_values,
+    },
+)
+valid_messages = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.text(max_size=8),
+        **{k: opt_str for k in ("text", "html", "type", "command", "args", "cid", "mml")},
+        "attachments": st.none()
+        | st.lists(st.dictionaries(st.text(max_size=5), json_values, max_size=3), max_size=3),
+        "user": st.none() | valid_users,
+        "x_state": json_values,
+    },
+)
+valid_payloads = st.fixed_dictionaries(
+    {"message": valid_messages, "user": valid_users},
+    optional={
+        "form_data": st.none() | st.dictionaries(st.text(max_size=5), st.text(max_size=5)),
+        "type": st.text(min_size=1, max_size=12),
+        "cid": opt_str,
+        "channel": st.none()
+        | st.fixed_dictionaries({}, optional={"cid": opt_str, "id": opt_str, "type": opt_str}),
+        "request_info": st.none() | st.dictionaries(st.text(max_size=5), json_values),
+    },
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+@st.composite
+def well_formed(draw: st.DrawFn) -> dict[str, Any]:
+    payload: dict[str, Any] = draw(valid_payloads)
+    if draw(st.booleans()):
+        path = draw(st.sampled_from(_paths(payload)))
+        holder: Any = payload
+        for step in path[:-1]:
+            holder = holder[step]
+        holder[path[-1]] = draw(st.sampled_from(["", None, 0, True, [], {}]) | json_values)
+    return payload
+
+
+FAST_PATHS = [
+    (schemas._command_ok, schemas._command_schema),
+    (schemas._before_send_ok, schemas._before_send_schema),
+    (schemas._event_ok, schemas._event_schema),
+]
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(payloads | well_formed())
+def test_fast_path_accepts_only_what_the_schemas_accept(data: dict[str, Any]) -> None:
+    """A payload the fast check lets through is one marshmallow accepts, and the loaded
+    result holds the same values (botkit then uses the payload itself)."""
+    for fast, schema in FAST_PATHS:
+        if not fast(copy.deepcopy(data)):
+            continue
+        try:
+            loaded = schema.load(copy.deepcopy(data))
+        except ValidationError as exc:  # pragma: no cover - the failure is the report
+            pytest.fail(f"{fast.__name__} accepted what the schema refuses: {exc.messages}")
+        expected = copy.deepcopy(data)
+        if isinstance(expected.get("message"), dict):
+            expected["message"].setdefault("id", "")
+        assert loaded == expected
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(replies())
+def test_fast_reply_check_accepts_only_valid_replies(message: dict[str, Any]) -> None:
+    if schemas._reply_ok(message):
+        assert schemas._message_out.validate(message) == {}

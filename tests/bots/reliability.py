@@ -139,10 +139,13 @@ def create_app() -> Any:
     Every answer carries ``X-Worker-Pid``, the process that served it.
     """
     app = bot.create_app()
+    inner = app.wsgi_app  # webhook routes are answered below Flask: wrap the WSGI app
 
-    @app.after_request
-    def worker_pid(response: Any) -> Any:
-        response.headers["X-Worker-Pid"] = str(os.getpid())
-        return response
+    def with_worker_pid(environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, [*headers, ("X-Worker-Pid", str(os.getpid()))], exc_info)
 
+        return inner(environ, start)
+
+    app.wsgi_app = with_worker_pid  # type: ignore[method-assign]
     return app
