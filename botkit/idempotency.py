@@ -25,7 +25,7 @@ of them, so the state must be shared between processes. Pick a store with the
     are kept short so a dead Redis fails fast inside Stream's time budget.
     Other redis-py query parameters are passed through.
 
-``memory://`` (optionally ``memory://?max_entries=10000``)
+``memory://`` (optionally ``memory://?max_entries=10000&max_bytes=16777216``)
     A bounded in-process LRU. Only correct with a single worker process
     (development, tests, ``gunicorn --workers 1 --threads N``).
 
@@ -82,13 +82,16 @@ __all__ = [
 logger = logging.getLogger("botkit.idempotency")
 
 ACCEPTED_FORMS = (
-    "memory://[?max_entries=N], "
+    "memory://[?max_entries=N&max_bytes=N], "
     "sqlite:///relative/path.db, sqlite:////absolute/path.db[?busy_timeout=MS], "
     "redis://[:password@]host:port/db, rediss://host:port/db, "
     "unix:///path/to/redis.sock[?db=N]"
 )
 
 DEFAULT_MAX_ENTRIES = 10_000
+#: The memory store keeps at most this many bytes of stored answers (16 MiB).
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+_ENTRY_OVERHEAD = 200  # bytes a stored entry costs besides its body, roughly
 DEFAULT_BUSY_TIMEOUT_MS = 2000
 DEFAULT_REDIS_TIMEOUT = 0.25
 REDIS_KEY_PREFIX = "botkit:idem:"
@@ -301,8 +304,13 @@ def open_store(
 # memory://
 
 
+def _size(entry: Entry) -> int:
+    return _ENTRY_OVERHEAD + (len(entry.body) if entry.body is not None else 0)
+
+
 class MemoryStore(Store):
-    """An in-process LRU bounded to ``max_entries`` idempotency entries.
+    """An in-process LRU bounded to ``max_entries`` idempotency entries and about
+    ``max_bytes`` of stored answers (the least recently used go first).
 
     Thread-safe, but each process has its own: only correct with one worker
     process. Expiry uses the injected clock. Counters are not bounded.
@@ -312,13 +320,16 @@ class MemoryStore(Store):
         self,
         *,
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.time,
         url: str = "memory://",
     ) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be positive")
+        if max_entries < 1 or max_bytes < 1:
+            raise ValueError("max_entries and max_bytes must be positive")
         self.url = url
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, tuple[Entry, float]] = OrderedDict()
@@ -331,15 +342,23 @@ class MemoryStore(Store):
         entry, expires_at = item
         if expires_at <= now:
             del self._entries[key]
+            self._bytes -= _size(entry)
             return None
         self._entries.move_to_end(key)
         return entry
 
     def _put(self, key: str, entry: Entry, expires_at: float) -> None:
+        old = self._entries.get(key)
+        if old is not None:
+            self._bytes -= _size(old[0])
         self._entries[key] = (entry, expires_at)
         self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._bytes += _size(entry)
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_entries or self._bytes > self.max_bytes
+        ):
+            _, (evicted, _) = self._entries.popitem(last=False)
+            self._bytes -= _size(evicted)
 
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
         with self._lock:
@@ -360,6 +379,7 @@ class MemoryStore(Store):
             existing = self._live(key, self._clock())
             if existing is not None and not existing.done and existing.fingerprint == fingerprint:
                 del self._entries[key]
+                self._bytes -= _size(existing)
 
     def get(self, key: str) -> Entry | None:
         with self._lock:
@@ -391,16 +411,19 @@ def _open_memory(url: str, clock: Callable[[], float]) -> MemoryStore:
     if parts.netloc or parts.path not in ("", "/"):
         raise _config_error(url, "memory:// takes no host or path; use memory://?max_entries=N")
     params = _single_params(url, parts.query)
-    max_entries = DEFAULT_MAX_ENTRIES
+    max_entries, max_bytes = DEFAULT_MAX_ENTRIES, DEFAULT_MAX_BYTES
     for name, raw in params.items():
         if name == "max_entries":
             max_entries = _positive_number(url, name, raw, int)
+        elif name == "max_bytes":
+            max_bytes = _positive_number(url, name, raw, int)
         else:
             raise _config_error(
-                url, f"unknown query parameter {name!r} (memory:// accepts max_entries)"
+                url,
+                f"unknown query parameter {name!r} (memory:// accepts max_entries and max_bytes)",
             )
     logger.info("idempotency store: %s (single process only)", url)
-    return MemoryStore(max_entries=max_entries, clock=clock, url=mask_url(url))
+    return MemoryStore(max_entries=max_entries, max_bytes=max_bytes, clock=clock, url=mask_url(url))
 
 
 # ---------------------------------------------------------------------------

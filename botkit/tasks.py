@@ -112,11 +112,19 @@ TASKS: dict[str, Callable[[Bot, dict[str, Any]], None]] = {
 
 
 class ThreadQueue(TaskQueue):
-    """An in-process pool; failed work is retried with backoff, then logged."""
+    """An in-process pool; failed work is retried with backoff, then logged.
 
-    def __init__(self, bot: Bot, max_workers: int = 8, backoff: float = 0.5) -> None:
+    At most ``max_pending`` tasks wait or run at once; past that ``submit`` refuses
+    (the push route answers 503 and Stream retries) rather than let memory grow.
+    """
+
+    def __init__(
+        self, bot: Bot, max_workers: int = 8, backoff: float = 0.5, max_pending: int = 10_000
+    ) -> None:
         self.bot = bot
         self.backoff = backoff
+        self.max_pending = max_pending
+        self._pending = 0
         self._max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -129,12 +137,30 @@ class ThreadQueue(TaskQueue):
         return self._pool
 
     def submit(self, name: str, payload: dict[str, Any]) -> None:
+        with self._lock:
+            if self._pending >= self.max_pending:
+                raise QueueUnavailable(f"{self._pending} tasks are waiting in this process")
+            self._pending += 1
         try:
             self._executor().submit(self._run, name, payload)
         except RuntimeError as exc:  # interpreter shutting down
+            self._done()
             raise QueueUnavailable(str(exc)) from exc
 
+    def _done(self) -> None:
+        with self._lock:
+            self._pending -= 1
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "pending": self._pending}
+
     def _run(self, name: str, payload: dict[str, Any]) -> None:
+        try:
+            self._attempts(name, payload)
+        finally:
+            self._done()
+
+    def _attempts(self, name: str, payload: dict[str, Any]) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 TASKS[name](self.bot, payload)

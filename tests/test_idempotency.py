@@ -609,6 +609,24 @@ def test_memory_lru_is_bounded() -> None:
     assert {k for k in "acd" if store.get(k) is not None} == {"a", "c", "d"}
 
 
+def test_memory_store_is_bounded_in_bytes_too() -> None:
+    clock = FakeClock()
+    store = open_store("memory://?max_bytes=5000", clock=clock)
+    assert isinstance(store, MemoryStore)
+    for key in "abcdef":
+        assert store.claim(key, "fp", 30) is None
+        store.complete(key, "fp", 200, b"x" * 1000, 60)
+    # six answers of about 1200 bytes do not fit in 5000: the oldest went first
+    assert store.get("a") is None and store.get("b") is None
+    assert all(store.get(k) is not None for k in "def")
+    assert store._bytes <= 5000
+    # replacing and releasing keep the count right
+    store.complete("f", "fp", 200, b"y", 60)
+    assert store.claim("g", "fp2", 30) is None
+    store.release("g", "fp2")
+    assert store._bytes == sum(200 + len(e.body or b"") for e, _ in store._entries.values())
+
+
 def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import botkit.idempotency as idem
 

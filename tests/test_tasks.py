@@ -321,4 +321,31 @@ def test_thread_queue_state_in_healthz() -> None:
         health = client.app.test_client().get("/healthz").get_json()
     finally:
         queue.close()
-    assert health["queue"] == {"url": "thread://", "durable": False, "ok": True}
+    assert health["queue"] == {"url": "thread://", "durable": False, "ok": True, "pending": 0}
+
+
+def test_thread_queue_refuses_past_max_pending() -> None:
+    """A flood of events must not grow memory without end: past the bound, submit refuses
+    (the push route then answers 503, so Stream retries later)."""
+    from botkit import Bot
+    from botkit.tasks import QueueUnavailable, ThreadQueue
+
+    bot = Bot()
+    gate = threading.Event()
+
+    @bot.on("message.new")
+    def wait(event: Any) -> None:
+        gate.wait(5)
+
+    queue = ThreadQueue(bot, max_workers=1, max_pending=2)
+    payload = {"event": {"type": "message.new"}}
+    try:
+        queue.submit("event", dict(payload))
+        queue.submit("event", dict(payload))
+        with pytest.raises(QueueUnavailable):
+            queue.submit("event", dict(payload))
+        assert queue.state()["pending"] == 2
+    finally:
+        gate.set()
+        queue.close()
+    assert queue.state()["pending"] == 0
