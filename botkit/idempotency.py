@@ -464,8 +464,8 @@ class SQLiteStore(Store):
     """A SQLite file shared by all processes on one machine.
 
     WAL mode, one connection per thread and per process (a connection opened
-    before gunicorn forks is never used by a child), autocommit with short
-    explicit ``BEGIN IMMEDIATE`` transactions: no lock is held while a
+    before gunicorn forks is never used by a child), autocommit: a claim is one
+    ``INSERT … ON CONFLICT … RETURNING`` statement, so no lock is held while a
     handler runs. Expiry is the ``expires_at`` column, compared with the
     injected clock; expired rows are deleted in small batches every
     ``SQLITE_CLEANUP_EVERY`` claims.
@@ -576,21 +576,33 @@ class SQLiteStore(Store):
     # -- Store API ----------------------------------------------------------
 
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
-        with self._errors("claim"), self._transaction() as conn:
-            now = self._clock()
-            row = conn.execute(
-                "SELECT fingerprint, status, body FROM botkit_idempotency"
-                " WHERE key = ? AND expires_at > ?",
-                (key, now),
-            ).fetchone()
-            if row is not None:
-                return self._entry(row)
-            conn.execute(
-                "INSERT OR REPLACE INTO botkit_idempotency"
-                " (key, fingerprint, status, body, expires_at)"
-                " VALUES (?, ?, NULL, NULL, ?)",
-                (key, fingerprint, now + claim_ttl),
-            )
+        # One statement, so one short write transaction: insert the claim, or take over
+        # an expired row; RETURNING says whether it did. Only a live row is left alone.
+        with self._errors("claim"):
+            conn = self._connect()
+            for _ in range(3):
+                now = self._clock()
+                claimed = conn.execute(
+                    "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
+                    " VALUES (?, ?, NULL, NULL, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint,"
+                    " status = NULL, body = NULL, expires_at = excluded.expires_at"
+                    " WHERE botkit_idempotency.expires_at <= ?"
+                    " RETURNING key",
+                    (key, fingerprint, now + claim_ttl, now),
+                ).fetchall()
+                if claimed:
+                    break
+                row = conn.execute(
+                    "SELECT fingerprint, status, body FROM botkit_idempotency"
+                    " WHERE key = ? AND expires_at > ?",
+                    (key, now),
+                ).fetchone()
+                if row is not None:
+                    return self._entry(row)
+                # the live row expired or was released in between: try again
+            else:  # pragma: no cover - three races in a row
+                raise StoreUnavailable(f"sqlite store {self.url}: claim kept racing")
         if next(self._claims) % SQLITE_CLEANUP_EVERY == 0:
             self.cleanup()
         return None
