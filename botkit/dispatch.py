@@ -227,14 +227,15 @@ class Dispatcher:
             run = self._before_send_runner(meta, payload)
         else:
             run = self._push_runner(meta, payload)
+        if not meta.webhook_id:
+            log.debug("%s webhook without X-Webhook-Id: not deduplicated", meta.kind)
+            return run.run()
         return self._once(meta, hashlib.sha256(body).hexdigest(), run)
 
     # -- exactly once -------------------------------------------------------------------
 
     def _once(self, meta: Meta, fingerprint: str, run: Runner) -> Response:
-        if not meta.webhook_id:
-            log.debug("%s webhook without X-Webhook-Id: not deduplicated", meta.kind)
-            return run.run()
+        """Run ``run`` once per (api key, webhook id); replay its answer to copies."""
         store = self.runtime.store
         key = f"{meta.kind}:{meta.api_key}:{meta.webhook_id}"
         try:
@@ -494,7 +495,8 @@ class CommandRun(Runner):
 
     def run(self) -> Response:
         d, ctx = self.d, self.ctx
-        signals.command_received.send(d.bot, ctx=ctx)
+        if signals.command_received.receivers:
+            signals.command_received.send(d.bot, ctx=ctx)
         start = time.monotonic()
         future = d.runtime.executor.submit(d.call_command, ctx, self.cmd, self.route)
         try:
@@ -508,9 +510,10 @@ class CommandRun(Runner):
             response = d._reply(ctx, Message.error(text), "error")
             return Response(response.status, response.body, "error", cacheable=False)
         response = d._reply(ctx, msg)
-        signals.command_completed.send(
-            d.bot, ctx=ctx, reply=response.body, duration=time.monotonic() - start
-        )
+        if signals.command_completed.receivers:
+            signals.command_completed.send(
+                d.bot, ctx=ctx, reply=response.body, duration=time.monotonic() - start
+            )
         return response
 
     def in_flight(self) -> Response:
