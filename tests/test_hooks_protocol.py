@@ -6,10 +6,10 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from test_protocol import KEY, PREFIX, SECRET, MakeClient, make_client  # noqa: F401
 
 from botkit import BeforeSendContext, Bot, Config, Event, Message, signals
 from botkit.signing import KeyRing, sign
@@ -21,28 +21,7 @@ from botkit.testing import (
     signed_headers,
 )
 
-KEY = "hooks-key"
-SECRET = "hooks-secret-0a1b2c"
-PREFIX = "/webhooks/stream"
 ROUTES = ["/before-message-send", "/push"]
-
-MakeClient = Callable[..., TestClient]
-
-
-@pytest.fixture
-def make_client() -> Iterator[MakeClient]:
-    clients: list[TestClient] = []
-
-    def make(bot: Bot, **settings: Any) -> TestClient:
-        settings.setdefault("before_send_budget", 10.0)  # a loaded CI box must not hit it
-        config = Config(keyring=KeyRing({KEY: (SECRET,)}), store_url="memory://", **settings)
-        client = bot.test_client(config=config, api_key=KEY, secret=SECRET)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.runtime.close()
 
 
 def post(client: TestClient, path: str, body: bytes, **headers: str) -> Any:

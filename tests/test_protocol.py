@@ -47,6 +47,7 @@ def make_client() -> Iterator[MakeClient]:
 
     def make(bot: Bot, **settings: Any) -> TestClient:
         settings.setdefault("command_budget", 10.0)  # a loaded CI box must not hit it
+        settings.setdefault("before_send_budget", 10.0)
         config = Config(keyring=KeyRing({KEY: (SECRET,)}), store_url="memory://", **settings)
         client = bot.test_client(config=config, api_key=KEY, secret=SECRET)
         clients.append(client)
