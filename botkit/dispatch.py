@@ -224,9 +224,11 @@ class Dispatcher:
         if meta.kind == COMMAND:
             run = self._command_runner(meta, payload, command_type)
         elif meta.kind == BEFORE_SEND:
-            run = self._before_send_runner(meta, payload)
+            meta.name = "before-send"
+            run = BeforeSendRun(self, meta, payload)
         else:
-            run = self._push_runner(meta, payload)
+            meta.name = str(payload["type"])
+            run = PushRun(self, meta, payload)
         if not meta.webhook_id:
             log.debug("%s webhook without X-Webhook-Id: not deduplicated", meta.kind)
             return run.run()
@@ -395,9 +397,7 @@ class Dispatcher:
                 log.error(
                     "/%s built a reply Stream would refuse (ref %s): %s", ctx.command, ref, errors
                 )
-                full = Message.error(f"Sorry, /{ctx.command} failed (ref {ref}).").merge_into(
-                    ctx.message
-                )
+                full = _failure(ctx, ref).merge_into(ctx.message)
                 outcome = "error"
             else:
                 _warn_hidden_buttons(ctx.command, full)
@@ -406,8 +406,7 @@ class Dispatcher:
         except (TypeError, ValueError, RecursionError) as exc:
             ref = secrets.token_hex(4)
             log.error("/%s reply is not JSON (ref %s): %s", ctx.command, ref, exc)
-            error = Message.error(f"Sorry, /{ctx.command} failed (ref {ref}).")
-            body = dumps({"message": error.merge_into(_plain(ctx.message))})
+            body = dumps({"message": _failure(ctx, ref).merge_into(_plain(ctx.message))})
             outcome = "error"
         return Response(200, body, outcome)
 
@@ -424,17 +423,10 @@ class Dispatcher:
         signals.command_failed.send(self.bot, ctx=ctx, exception=exc)
         return ref
 
-    # -- before-message-send ------------------------------------------------------------------
 
-    def _before_send_runner(self, meta: Meta, payload: dict[str, Any]) -> Runner:
-        meta.name = "before-send"
-        return BeforeSendRun(self, meta, payload)
-
-    # -- push -----------------------------------------------------------------------------------
-
-    def _push_runner(self, meta: Meta, event: dict[str, Any]) -> Runner:
-        meta.name = str(event["type"])
-        return PushRun(self, meta, event)
+def _failure(ctx: CommandContext, ref: str) -> Message:
+    """What the user sees when a command failed; ``ref`` points at the log line."""
+    return Message.error(f"Sorry, /{ctx.command} failed (ref {ref}).")
 
 
 def _plain(message: Mapping[str, Any]) -> dict[str, Any]:
@@ -505,9 +497,7 @@ class CommandRun(Runner):
             future.add_done_callback(self._late)
             return self.in_flight()
         except Exception as exc:
-            ref = d.command_failed(ctx, exc)
-            text = f"Sorry, /{ctx.command} failed. (ref {ref})"
-            response = d._reply(ctx, Message.error(text), "error")
+            response = d._reply(ctx, _failure(ctx, d.command_failed(ctx, exc)), "error")
             return Response(response.status, response.body, "error", cacheable=False)
         response = d._reply(ctx, msg)
         if signals.command_completed.receivers:

@@ -319,7 +319,4 @@ def validate_reply(message: dict[str, Any]) -> dict[str, Any]:
     if _reply_ok(message):
         return {}
     errors: dict[str, Any] = _message_out.validate(message)
-    attachments = message.get("attachments")
-    if not errors and isinstance(attachments, list) and len(attachments) > 30:
-        errors = {"attachments": [f"at most 30 attachments, got {len(attachments)}"]}
     return errors

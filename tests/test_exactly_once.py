@@ -216,33 +216,27 @@ def command(text: str, cid: str = "messaging:general") -> bytes:
 # -- 3. one webhook id, many processes, one side effect -----------------------------------
 
 
-def test_exactly_once_across_workers_with_sqlite(sqlite_bot: GunicornServer) -> None:
-    assert len(sqlite_bot.wait_for_workers()) == 4
+def assert_exactly_once(server: GunicornServer, store: str) -> None:
+    assert len(server.wait_for_workers()) == 4
     webhook_id = str(uuid.uuid4())
-    body = command("/count sqlite")
-    results = concurrently(sqlite_bot, "/custom-commands?type=count", body, webhook_id)
-    assert count(effects(sqlite_bot), "count", webhook_id) == 1
+    body = command(f"/count {store}")
+    results = concurrently(server, "/custom-commands?type=count", body, webhook_id)
+    assert count(effects(server), "count", webhook_id) == 1
     assert results[0].status == 200
-    assert results[0].json()["message"]["text"] == "counted sqlite"
+    assert results[0].json()["message"]["text"] == f"counted {store}"
     assert all((r.status, r.body) == (results[0].status, results[0].body) for r in results)
     # A late retry of the same delivery is answered from the store, byte for byte.
-    late = post(sqlite_bot, "/custom-commands?type=count", body, webhook_id, attempt=2)
+    late = post(server, "/custom-commands?type=count", body, webhook_id, attempt=2)
     assert (late.status, late.body) == (results[0].status, results[0].body)
-    assert count(effects(sqlite_bot), "count", webhook_id) == 1
+    assert count(effects(server), "count", webhook_id) == 1
+
+
+def test_exactly_once_across_workers_with_sqlite(sqlite_bot: GunicornServer) -> None:
+    assert_exactly_once(sqlite_bot, "sqlite")
 
 
 def test_exactly_once_across_workers_with_redis(redis_bot: GunicornServer) -> None:
-    assert len(redis_bot.wait_for_workers()) == 4
-    webhook_id = str(uuid.uuid4())
-    body = command("/count redis")
-    results = concurrently(redis_bot, "/custom-commands?type=count", body, webhook_id)
-    assert count(effects(redis_bot), "count", webhook_id) == 1
-    assert results[0].status == 200
-    assert results[0].json()["message"]["text"] == "counted redis"
-    assert all((r.status, r.body) == (results[0].status, results[0].body) for r in results)
-    late = post(redis_bot, "/custom-commands?type=count", body, webhook_id, attempt=2)
-    assert (late.status, late.body) == (results[0].status, results[0].body)
-    assert count(effects(redis_bot), "count", webhook_id) == 1
+    assert_exactly_once(redis_bot, "redis")
 
 
 # -- 4. a worker killed while it holds a claim ------------------------------------------------
