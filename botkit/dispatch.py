@@ -254,8 +254,8 @@ class Dispatcher:
                 self._release(store, key, fingerprint)
                 raise
             try:
-                if response.cacheable:
-                    store.complete(
+                if response.cacheable:  # written just after the answer goes out
+                    store.complete_soon(
                         key, fingerprint, response.status, response.body, self.config.result_ttl
                     )
                 else:

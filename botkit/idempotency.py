@@ -53,6 +53,7 @@ reached; the pipeline decides whether to fail open or closed.
 from __future__ import annotations
 
 import abc
+import atexit
 import itertools
 import logging
 import math
@@ -65,7 +66,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,6 +81,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("botkit.idempotency")
+T = TypeVar("T")
 
 ACCEPTED_FORMS = (
     "memory://[?max_entries=N&max_bytes=N], "
@@ -168,6 +170,26 @@ class Store(abc.ABC):
         pending claim). ``body`` is arbitrary bytes and is returned unchanged.
         """
 
+    def complete_soon(
+        self, key: str, fingerprint: str, status: int, body: bytes, ttl: float
+    ) -> None:
+        """Like :meth:`complete`, but the write may happen just after this returns.
+
+        botkit answers Stream first and stores the answer a moment later: the SQLite
+        and Redis stores queue it for a thread that writes what has queued up in one
+        transaction or pipeline. Until then :meth:`get` and :meth:`claim` in this
+        process already see the stored answer, and a copy that lands on another
+        worker waits for it as it waits for any delivery still running. If the
+        process dies before the write, the claim expires and Stream's retry (if there
+        is one) runs the handler again. This store writes at once.
+        """
+        self.complete(key, fingerprint, status, body, ttl)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until answers given to :meth:`complete_soon` are written; False if
+        ``timeout`` (seconds) passed first. This store has nothing to wait for."""
+        return True
+
     @abc.abstractmethod
     def release(self, key: str, fingerprint: str) -> None:
         """Give up a claim, so that a retry can run the handler again.
@@ -201,6 +223,82 @@ class Store(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url}>"
+
+
+#: One answer waiting to be written: key, fingerprint, status, body, expiry (store clock).
+Completion = tuple[str, str, int, bytes, float]
+
+
+class _AnswerWriter:
+    """Answers queued by :meth:`Store.complete_soon`, and the thread that writes them.
+
+    The thread takes everything queued since its last write and hands it to ``write``
+    as one batch, so under load many answers share one transaction (SQLite) or one
+    round trip (Redis), and none of it is on a request thread. Answers stay visible
+    through :meth:`entry` until their batch is written. One thread per process: a
+    child of ``fork()`` starts its own and never writes its parent's queue.
+    """
+
+    #: Seconds the thread waits, once an answer is queued, for more to write with it.
+    linger = 0.002
+
+    def __init__(self, write: Callable[[list[Completion]], None], name: str) -> None:
+        self._write = write
+        self._name = name
+        self._cond = threading.Condition(threading.Lock())
+        self._queued: dict[str, Completion] = {}
+        self._writing: dict[str, Completion] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._exit_hook = False
+
+    def put(self, answer: Completion) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # forked: the parent's queue is not ours to write
+                self._pid, self._queued, self._writing, self._thread = os.getpid(), {}, {}, None
+            self._queued[answer[0]] = answer
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+                if not self._exit_hook:
+                    atexit.register(self.flush, 2.0)
+                    self._exit_hook = True
+            elif len(self._queued) == 1:
+                self._cond.notify()
+
+    def entry(self, key: str) -> Entry | None:
+        """The answer for ``key`` if it is queued or being written, else None."""
+        answer = self._queued.get(key) or self._writing.get(key)
+        return None if answer is None else Entry(answer[1], answer[2], answer[3])
+
+    def flush(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while (self._queued or self._writing) and self._pid == os.getpid():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queued:
+                    self._cond.wait()
+            time.sleep(self.linger)  # let the answers of concurrent requests join this batch
+            with self._cond:
+                self._writing, self._queued = self._queued, {}
+                batch = list(self._writing.values())
+            try:
+                self._write(batch)
+            except Exception as exc:  # the claims expire and Stream's retries run again
+                logger.warning(
+                    "%s: %d answers could not be stored: %s", self._name, len(batch), exc
+                )
+            with self._cond:
+                self._writing = {}
+                self._cond.notify_all()
 
 
 # ---------------------------------------------------------------------------
@@ -448,6 +546,19 @@ CREATE TABLE IF NOT EXISTS botkit_counters (
 """
 
 
+_SQLITE_CLAIM = (
+    "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
+    " VALUES (?, ?, NULL, NULL, ?)"
+    " ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint,"
+    " status = NULL, body = NULL, expires_at = excluded.expires_at"
+    " WHERE botkit_idempotency.expires_at <= ?"
+    " RETURNING key"
+)
+_SQLITE_GET = (
+    "SELECT fingerprint, status, body FROM botkit_idempotency WHERE key = ? AND expires_at > ?"
+)
+
+
 class _ThreadConn(threading.local):
     pid: int = -1
     generation: int = -1
@@ -469,6 +580,13 @@ class SQLiteStore(Store):
     handler runs. Expiry is the ``expires_at`` column, compared with the
     injected clock; expired rows are deleted in small batches every
     ``SQLITE_CLEANUP_EVERY`` claims.
+
+    Writes from one process take turns on a lock of the process, and a write that
+    finds another process's write lock is retried after 50 µs, then 100 µs, ... up
+    to 2 ms, until ``busy_timeout``: SQLite's own busy handler sleeps a whole
+    millisecond and more, long after a write of a few microseconds let go of the
+    lock. Answers from :meth:`complete_soon` are written in batches, one transaction
+    each, by a thread of the process.
     """
 
     def __init__(
@@ -488,6 +606,9 @@ class SQLiteStore(Store):
         self._generation = 0
         self._open: list[tuple[int, sqlite3.Connection]] = []
         self._claims = itertools.count(1)
+        self._write_lock = threading.Lock()
+        self._write_lock_pid = os.getpid()
+        self._answers = _AnswerWriter(self._write_answers, "botkit-sqlite-answers")
         self._init_schema()
 
     def _init_schema(self) -> None:
@@ -526,12 +647,11 @@ class SQLiteStore(Store):
         local.conn = None
         conn = sqlite3.connect(
             self.path,
-            timeout=self.busy_timeout_ms / 1000,
+            timeout=0,  # busy: see _retry
             isolation_level=None,
             check_same_thread=False,  # close() may run in another thread
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA synchronous=NORMAL")
         except BaseException:
             conn.close()
@@ -548,6 +668,35 @@ class SQLiteStore(Store):
         except (sqlite3.Error, OSError) as exc:
             logger.warning("sqlite store %s: %s failed: %s", self.url, what, exc)
             raise StoreUnavailable(f"sqlite store {self.url}: {what} failed: {exc}") from exc
+
+    def _rows(self, sql: str, params: tuple[Any, ...], write: bool = True) -> list[Any]:
+        """The rows of one statement, through :meth:`_retry`."""
+        return self._retry(lambda conn: conn.execute(sql, params).fetchall(), write)
+
+    def _retry(self, fn: Callable[[sqlite3.Connection], T], write: bool = True) -> T:
+        """``fn(connection)``, again after a short sleep while another process holds
+        the database's write lock, for up to ``busy_timeout``; writes of this process
+        take turns on a lock of their own."""
+        lock: threading.Lock | None = None
+        if write:
+            if self._write_lock_pid != os.getpid():  # a lock inherited through fork
+                self._write_lock, self._write_lock_pid = threading.Lock(), os.getpid()
+            lock = self._write_lock
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = 0.00005
+        while True:
+            if lock is not None and not lock.acquire(timeout=self.busy_timeout_ms / 1000):
+                raise sqlite3.OperationalError("database is locked (by this process)")
+            try:
+                return fn(self._connect())
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + delay >= deadline:
+                    raise
+            finally:
+                if lock is not None:
+                    lock.release()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -576,30 +725,20 @@ class SQLiteStore(Store):
     # -- Store API ----------------------------------------------------------
 
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
+        answer = self._answers.entry(key)
+        if answer is not None:  # answered in this process, not written yet
+            return answer
         # One statement, so one short write transaction: insert the claim, or take over
         # an expired row; RETURNING says whether it did. Only a live row is left alone.
         with self._errors("claim"):
-            conn = self._connect()
             for _ in range(3):
                 now = self._clock()
-                claimed = conn.execute(
-                    "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
-                    " VALUES (?, ?, NULL, NULL, ?)"
-                    " ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint,"
-                    " status = NULL, body = NULL, expires_at = excluded.expires_at"
-                    " WHERE botkit_idempotency.expires_at <= ?"
-                    " RETURNING key",
-                    (key, fingerprint, now + claim_ttl, now),
-                ).fetchall()
+                claimed = self._rows(_SQLITE_CLAIM, (key, fingerprint, now + claim_ttl, now))
                 if claimed:
                     break
-                row = conn.execute(
-                    "SELECT fingerprint, status, body FROM botkit_idempotency"
-                    " WHERE key = ? AND expires_at > ?",
-                    (key, now),
-                ).fetchone()
-                if row is not None:
-                    return self._entry(row)
+                rows = self._rows(_SQLITE_GET, (key, now), write=False)
+                if rows:
+                    return self._entry(rows[0])
                 # the live row expired or was released in between: try again
             else:  # pragma: no cover - three races in a row
                 raise StoreUnavailable(f"sqlite store {self.url}: claim kept racing")
@@ -609,39 +748,50 @@ class SQLiteStore(Store):
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
         with self._errors("complete"):
-            self._connect().execute(
-                "INSERT OR REPLACE INTO botkit_idempotency"
-                " (key, fingerprint, status, body, expires_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    key,
-                    fingerprint,
-                    int(status),
-                    sqlite3.Binary(bytes(body)),
-                    self._clock() + ttl,
-                ),
-            )
+            self._write_answers([(key, fingerprint, int(status), bytes(body), self._clock() + ttl)])
+
+    def complete_soon(
+        self, key: str, fingerprint: str, status: int, body: bytes, ttl: float
+    ) -> None:
+        self._answers.put((key, fingerprint, int(status), bytes(body), self._clock() + ttl))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self._answers.flush(timeout)
+
+    def _write_answers(self, answers: list[Completion]) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO botkit_idempotency"
+                    " (key, fingerprint, status, body, expires_at) VALUES (?, ?, ?, ?, ?)",
+                    answers,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        self._retry(write)
 
     def release(self, key: str, fingerprint: str) -> None:
         with self._errors("release"):
-            self._connect().execute(
-                "DELETE FROM botkit_idempotency WHERE key = ? AND fingerprint = ?"
-                " AND status IS NULL AND expires_at > ?",
-                (key, fingerprint, self._clock()),
+            self._retry(
+                lambda conn: conn.execute(
+                    "DELETE FROM botkit_idempotency WHERE key = ? AND fingerprint = ?"
+                    " AND status IS NULL AND expires_at > ?",
+                    (key, fingerprint, self._clock()),
+                )
             )
 
     def get(self, key: str) -> Entry | None:
+        answer = self._answers.entry(key)
+        if answer is not None:
+            return answer
         with self._errors("get"):
-            row = (
-                self._connect()
-                .execute(
-                    "SELECT fingerprint, status, body FROM botkit_idempotency"
-                    " WHERE key = ? AND expires_at > ?",
-                    (key, self._clock()),
-                )
-                .fetchone()
-            )
-        return None if row is None else self._entry(row)
+            rows = self._rows(_SQLITE_GET, (key, self._clock()), write=False)
+        return self._entry(rows[0]) if rows else None
 
     def cleanup(self) -> int:
         """Delete up to ``SQLITE_CLEANUP_BATCH`` expired rows; return how many.
@@ -650,10 +800,12 @@ class SQLiteStore(Store):
         a busy database just postpones the cleanup.
         """
         try:
-            cur = self._connect().execute(
-                "DELETE FROM botkit_idempotency WHERE rowid IN"
-                " (SELECT rowid FROM botkit_idempotency WHERE expires_at <= ? LIMIT ?)",
-                (self._clock(), SQLITE_CLEANUP_BATCH),
+            cur = self._retry(
+                lambda conn: conn.execute(
+                    "DELETE FROM botkit_idempotency WHERE rowid IN"
+                    " (SELECT rowid FROM botkit_idempotency WHERE expires_at <= ? LIMIT ?)",
+                    (self._clock(), SQLITE_CLEANUP_BATCH),
+                )
             )
         except (sqlite3.Error, OSError) as exc:
             logger.debug("sqlite store %s: cleanup skipped: %s", self.url, exc)
@@ -664,9 +816,13 @@ class SQLiteStore(Store):
 
     def ping(self) -> None:
         with self._errors("ping"):
-            self._connect().execute("SELECT 1 FROM botkit_idempotency LIMIT 1").fetchall()
+            self._retry(
+                lambda conn: conn.execute("SELECT 1 FROM botkit_idempotency LIMIT 1").fetchall(),
+                write=False,
+            )
 
     def close(self) -> None:
+        self._answers.flush(2.0)
         pid = os.getpid()
         with self._lock:
             mine = [conn for owner, conn in self._open if owner == pid]
@@ -679,24 +835,29 @@ class SQLiteStore(Store):
                 pass
 
     def incr(self, name: str, field: str, amount: int = 1) -> int:
-        with self._errors("incr"), self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO botkit_counters (name, field, value) VALUES (?, ?, ?)"
-                " ON CONFLICT (name, field) DO UPDATE SET value = value + excluded.value",
-                (name, field, int(amount)),
-            )
-            row = conn.execute(
-                "SELECT value FROM botkit_counters WHERE name = ? AND field = ?",
-                (name, field),
-            ).fetchone()
-        return int(row[0])
+        def add(conn: sqlite3.Connection) -> int:
+            with self._transaction() as conn:
+                conn.execute(
+                    "INSERT INTO botkit_counters (name, field, value) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name, field) DO UPDATE SET value = value + excluded.value",
+                    (name, field, int(amount)),
+                )
+                row = conn.execute(
+                    "SELECT value FROM botkit_counters WHERE name = ? AND field = ?",
+                    (name, field),
+                ).fetchone()
+            return int(row[0])
+
+        with self._errors("incr"):
+            return self._retry(add)
 
     def counters(self, name: str) -> dict[str, int]:
         with self._errors("counters"):
-            rows = (
-                self._connect()
-                .execute("SELECT field, value FROM botkit_counters WHERE name = ?", (name,))
-                .fetchall()
+            rows = self._retry(
+                lambda conn: conn.execute(
+                    "SELECT field, value FROM botkit_counters WHERE name = ?", (name,)
+                ).fetchall(),
+                write=False,
             )
         return {str(field): int(value) for field, value in rows}
 
@@ -807,6 +968,11 @@ def _ttl_ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+class _ThreadRedis(threading.local):
+    pid: int = -1
+    conn: Any = None
+
+
 class RedisStore(Store):
     """Idempotency entries as Redis keys ``botkit:idem:{key}``, counters as
     hashes ``botkit:count:{name}``.
@@ -823,6 +989,35 @@ class RedisStore(Store):
         self.url = url
         self._redis = client
         self._release_script = client.register_script(_RELEASE_LUA)
+        self._answers = _AnswerWriter(self._write_answers, "botkit-redis-answers")
+        self._local = _ThreadRedis()
+        self._conns_lock = threading.Lock()
+        self._conns: list[Any] = []
+
+    def _command(self, *args: Any) -> Any:
+        """One command on this thread's own connection: the claim and the lookups are on
+        every webhook's path, and redis-py's client and pool cost about as much CPU as
+        the round trip itself. Retried once on a fresh connection, as the client does."""
+        import redis.exceptions
+
+        local = self._local
+        pid = os.getpid()
+        for attempt in (1, 2):
+            conn = local.conn
+            if conn is None or local.pid != pid:  # new thread, or a connection of the parent
+                pool = self._redis.connection_pool
+                conn = pool.connection_class(**pool.connection_kwargs)
+                local.conn, local.pid = conn, pid
+                with self._conns_lock:
+                    self._conns.append(conn)
+            try:
+                conn.send_command(*args)
+                return conn.read_response()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -839,15 +1034,18 @@ class RedisStore(Store):
             ) from exc
 
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
+        answer = self._answers.entry(key)
+        if answer is not None:  # answered in this process, not written yet
+            return answer
         name = REDIS_KEY_PREFIX + key
         pending = _encode_pending(fingerprint)
         with self._errors("claim"):
             # SET NX is the atomic claim. When it fails, the GET can find nothing
             # if the entry expired or was released in between: try again.
             for _ in range(5):
-                if self._redis.set(name, pending, nx=True, px=_ttl_ms(claim_ttl)):
+                if self._command("SET", name, pending, "NX", "PX", _ttl_ms(claim_ttl)):
                     return None
-                value = self._redis.get(name)
+                value = self._command("GET", name)
                 if value is not None:
                     return _decode(_as_bytes(value))
         raise StoreUnavailable(f"redis store {self.url}: claim of {key!r} kept racing with expiry")
@@ -857,13 +1055,33 @@ class RedisStore(Store):
         with self._errors("complete"):
             self._redis.set(REDIS_KEY_PREFIX + key, value, px=_ttl_ms(ttl))
 
+    def complete_soon(
+        self, key: str, fingerprint: str, status: int, body: bytes, ttl: float
+    ) -> None:
+        self._answers.put((key, fingerprint, int(status), bytes(body), time.time() + ttl))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self._answers.flush(timeout)
+
+    def _write_answers(self, answers: list[Completion]) -> None:
+        with self._errors("complete"):
+            pipe = self._redis.pipeline(transaction=False)
+            now = time.time()
+            for key, fingerprint, status, body, expires_at in answers:
+                value = _encode_done(fingerprint, status, body)
+                pipe.set(REDIS_KEY_PREFIX + key, value, px=_ttl_ms(max(expires_at - now, 0.001)))
+            pipe.execute()
+
     def release(self, key: str, fingerprint: str) -> None:
         with self._errors("release"):
             self._release_script(keys=[REDIS_KEY_PREFIX + key], args=[_encode_pending(fingerprint)])
 
     def get(self, key: str) -> Entry | None:
+        answer = self._answers.entry(key)
+        if answer is not None:
+            return answer
         with self._errors("get"):
-            value = self._redis.get(REDIS_KEY_PREFIX + key)
+            value = self._command("GET", REDIS_KEY_PREFIX + key)
             return None if value is None else _decode(_as_bytes(value))
 
     def ping(self) -> None:
@@ -871,6 +1089,11 @@ class RedisStore(Store):
             self._redis.ping()
 
     def close(self) -> None:
+        self._answers.flush(2.0)
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.disconnect()  # only shuts the socket down in the process that opened it
         try:
             self._redis.close()
         except Exception:  # pragma: no cover - closing a dead connection
