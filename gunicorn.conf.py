@@ -15,8 +15,11 @@ keepalive = 95
 timeout = 20
 # Heroku sends SIGKILL 30 s after SIGTERM: finish in-flight requests before that.
 graceful_timeout = 20
-max_requests = 10000
-max_requests_jitter = 1000
+# No restarts after N requests by default: botkit bounds what a worker keeps (store,
+# queue), and a restarting worker drops what waits on a thread:// queue. Set
+# GUNICORN_MAX_REQUESTS if your own handlers leak.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
@@ -28,6 +31,14 @@ if os.environ.get("BOTKIT_TLS_CERT") and os.environ.get("BOTKIT_TLS_KEY"):
 # counts there and /metrics adds them up. Start each run with an empty directory, and let
 # prometheus-client know when a worker is gone.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+def post_worker_init(worker):
+    # What the worker loaded so far (modules, the app) lives as long as the worker:
+    # keep the garbage collector from walking it again on every full collection.
+    import gc
+
+    gc.freeze()
 
 
 def on_starting(server):

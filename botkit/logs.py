@@ -24,6 +24,9 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
+from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -48,6 +51,19 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(_TEXT_FORMAT)
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # The logging default, with the strftime part kept for the rest of the second:
+        # a busy worker writes hundreds of lines a second.
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second = second
+        return f"{self._stamp},{int(record.msecs):03d}"
 
 
 class JSONFormatter(logging.Formatter):
@@ -86,7 +102,56 @@ class JSONFormatter(logging.Formatter):
 
 
 class _BotkitHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler :func:`configure_logging` installs (so it can find it again)."""
+    """The handler :func:`configure_logging` installs (so it can find it again).
+
+    Every webhook writes a line, from many threads at once, so no thread waits here for
+    another's write: a line is formatted outside any lock and queued, and whichever
+    thread holds the write turn writes every queued line in one go. Every line is
+    written before the ``emit`` that queued it returns, or by the thread then writing.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self._lines: deque[str] = deque()
+        self._turn = threading.Lock()
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # Handler.handle without its lock: emit() takes care of concurrent writers.
+        rv: object = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+ filters may return a record
+            record = rv
+        if rv:
+            self.emit(record)
+        return bool(rv)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        lines = self._lines
+        lines.append(line)
+        # A thread that finds the turn taken leaves its line to the holder, which looks
+        # at the queue again after letting go: no line is left behind.
+        while lines and self._turn.acquire(blocking=False):
+            try:
+                batch = []
+                while lines:
+                    batch.append(lines.popleft())
+                if batch:
+                    with self.lock:  # type: ignore[union-attr]  # setStream() takes it too
+                        self.stream.write("".join(batch))
+                        self.flush_stream()
+            except Exception:
+                self.handleError(record)
+            finally:
+                self._turn.release()
+
+    def flush_stream(self) -> None:
+        flush = getattr(self.stream, "flush", None)
+        if flush is not None:
+            flush()
 
 
 def _formatter(fmt: str) -> logging.Formatter:

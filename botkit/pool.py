@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from queue import SimpleQueue
 from typing import Any, Generic, TypeVar
@@ -26,16 +27,15 @@ class NotDone(TimeoutError):
 class Call(Generic[T]):
     """One function call handed to the pool."""
 
-    __slots__ = ("_args", "_callbacks", "_done", "_error", "_fn", "_mutex", "_ready", "_value")
+    __slots__ = ("_args", "_callbacks", "_done", "_error", "_fn", "_ready", "_value")
 
     def __init__(self, fn: Callable[..., T], args: tuple[Any, ...]) -> None:
         self._fn = fn
         self._args = args
         self._ready = threading.Lock()
         self._ready.acquire()  # released once the call has finished
-        self._mutex = threading.Lock()
         self._done = False
-        self._callbacks: list[Callable[[Call[T]], object]] = []
+        self._callbacks: list[Callable[[Call[T]], object]] | None = None
         self._value: T | None = None
         self._error: BaseException | None = None
 
@@ -44,11 +44,11 @@ class Call(Generic[T]):
             self._value = self._fn(*self._args)
         except BaseException as exc:  # handed to whoever waits, or to the callbacks
             self._error = exc
-        with self._mutex:
+        with _CALLBACKS:  # callbacks are rare (a late call): one lock for every call
             self._done = True
-            callbacks, self._callbacks = self._callbacks, []
+            callbacks, self._callbacks = self._callbacks, None
         self._ready.release()
-        for callback in callbacks:
+        for callback in callbacks or ():
             callback(self)
 
     def _wait(self, timeout: float | None) -> None:
@@ -75,11 +75,28 @@ class Call(Generic[T]):
 
     def add_done_callback(self, callback: Callable[[Call[T]], object]) -> None:
         """Run ``callback(call)`` when the call finishes (at once if it has)."""
-        with self._mutex:
+        with _CALLBACKS:
             if not self._done:
+                if self._callbacks is None:
+                    self._callbacks = []
                 self._callbacks.append(callback)
                 return
         callback(self)
+
+
+_CALLBACKS = threading.Lock()
+_POOLS: weakref.WeakSet[HandlerPool] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    global _CALLBACKS
+    _CALLBACKS = threading.Lock()  # a lock some parent thread held is held forever here
+    for pool in list(_POOLS):  # the parent's threads did not come along
+        pool._lock = threading.Lock()
+        pool._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class HandlerPool:
@@ -91,18 +108,16 @@ class HandlerPool:
         self.name = name
         self._lock = threading.Lock()
         self._reset()
+        _POOLS.add(self)
 
     def _reset(self) -> None:
         self._queue: SimpleQueue[Call[Any] | None] = SimpleQueue()
         self._threads = 0
         self._busy = 0
-        self._pid = os.getpid()
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Call[T]:
         call = Call(fn, args)
         with self._lock:
-            if self._pid != os.getpid():
-                self._reset()
             self._busy += 1
             if self._busy > self._threads and self._threads < self.max_threads:
                 self._threads += 1

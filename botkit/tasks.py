@@ -10,13 +10,17 @@
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import os
 import random
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from . import signals
@@ -30,6 +34,8 @@ log = logging.getLogger("botkit.tasks")
 __all__ = ["QueueUnavailable", "TaskQueue", "ThreadQueue", "open_queue", "run_event"]
 
 MAX_ATTEMPTS = 3
+#: How long an exiting process waits for the work still queued on ``thread://``.
+EXIT_DRAIN_SECONDS = 5.0
 
 
 class QueueUnavailable(Exception):
@@ -59,11 +65,13 @@ def _handler_name(func: Callable[..., Any]) -> str:
 def run_event(bot: Bot, payload: dict[str, Any]) -> None:
     """Run every handler that wants this event once; raise if any of them failed.
 
-    ``payload`` is ``{"event": {...}, "webhook_id": ..., "attempt": ..., "api_key": ...,
-    "done": [names of handlers that already succeeded on an earlier try]}``.
+    ``payload`` is ``{"body": b"<the event's JSON>", "webhook_id": ..., "attempt": ...,
+    "api_key": ..., "done": [names of handlers that already succeeded on an earlier
+    try]}``; ``{"event": {...}, ...}`` (the event already parsed) works too.
     """
+    data = payload["event"] if "event" in payload else json.loads(payload["body"])
     event = Event(
-        payload["event"],
+        data,
         bot=bot,
         webhook_id=payload.get("webhook_id"),
         attempt=int(payload.get("attempt") or 1),
@@ -115,7 +123,10 @@ class ThreadQueue(TaskQueue):
     """An in-process pool; failed work is retried with backoff, then logged.
 
     At most ``max_pending`` tasks wait or run at once; past that ``submit`` refuses
-    (the push route answers 503 and Stream retries) rather than let memory grow.
+    (the push route answers 503 and Stream retries) rather than let memory grow. A
+    waiting push event is kept as the bytes Stream sent (parsed again when it runs),
+    not as the parsed dicts: a thousand waiting events cost about a megabyte, and the
+    garbage collector has nothing in them to look at.
     """
 
     def __init__(
@@ -126,39 +137,46 @@ class ThreadQueue(TaskQueue):
         self.max_pending = max_pending
         self._pending = 0
         self._max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(self._max_workers, "botkit-task")
-        return self._pool
+        self._queue: SimpleQueue[tuple[str, dict[str, Any]] | None] = SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._pid = os.getpid()
+        self._closed = False
 
     def submit(self, name: str, payload: dict[str, Any]) -> None:
         with self._lock:
+            if self._closed:
+                raise QueueUnavailable("the queue is closed")
+            if self._pid != os.getpid():  # forked: the parent's threads did not come along
+                self._pid, self._pending, self._threads = os.getpid(), 0, []
+                self._queue = SimpleQueue()
             if self._pending >= self.max_pending:
                 raise QueueUnavailable(f"{self._pending} tasks are waiting in this process")
             self._pending += 1
-        try:
-            self._executor().submit(self._run, name, payload)
-        except RuntimeError as exc:  # interpreter shutting down
-            self._done()
-            raise QueueUnavailable(str(exc)) from exc
-
-    def _done(self) -> None:
-        with self._lock:
-            self._pending -= 1
+            _LIVE_QUEUES.add(self)
+            if len(self._threads) < min(self._pending, self._max_workers):
+                thread = threading.Thread(
+                    target=self._work, name=f"botkit-task-{len(self._threads) + 1}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            queue = self._queue
+        queue.put((name, payload))
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "pending": self._pending}
 
-    def _run(self, name: str, payload: dict[str, Any]) -> None:
-        try:
-            self._attempts(name, payload)
-        finally:
-            self._done()
+    def _work(self) -> None:
+        queue = self._queue
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            try:
+                self._attempts(*item)
+            finally:
+                with self._lock:
+                    self._pending -= 1
 
     def _attempts(self, name: str, payload: dict[str, Any]) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -177,10 +195,42 @@ class ThreadQueue(TaskQueue):
                     return
                 time.sleep(self.backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
 
+    def _drain_at_exit(self) -> None:
+        """When the process exits (a gunicorn worker restarting, say), give the queued
+        work ``EXIT_DRAIN_SECONDS`` to finish, and log what is lost."""
+        deadline = time.monotonic() + EXIT_DRAIN_SECONDS
+        with self._lock:
+            self._closed = True  # refused from now on: Stream will retry
+        while self._pending and self._pid == os.getpid() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._pending and self._pid == os.getpid():
+            log.error(
+                "%d queued tasks were lost as this process exits: thread:// keeps them in "
+                "memory only; use a durable queue (BOTKIT_QUEUE=huey+redis://...)",
+                self._pending,
+            )
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Run what is queued, then stop the threads (new work is refused meanwhile)."""
+        with self._lock:
+            self._closed = True
+            threads, self._threads = self._threads, []
+            for _ in threads:
+                self._queue.put(None)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join()
+        with self._lock:
+            self._closed = False
+
+
+_LIVE_QUEUES: weakref.WeakSet[ThreadQueue] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_queues_at_exit() -> None:
+    for queue in list(_LIVE_QUEUES):
+        queue._drain_at_exit()
 
 
 def open_queue(url: str | None, bot: Bot) -> TaskQueue:

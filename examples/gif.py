@@ -13,8 +13,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from botkit import Action, Attachment, CommandContext, CommandGroup, Message
 
 log = logging.getLogger(__name__)
@@ -81,6 +79,8 @@ def search(query: str, pick: int) -> Gif | None:
 
 
 def _search_giphy(api_key: str, query: str, pick: int) -> Gif | None:
+    import requests  # here, so that a bot without a Giphy key does not load it
+
     try:
         response = requests.get(
             giphy_url(),

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 from services import RedisServer, redis_server, redis_url  # noqa: F401
 
+from botkit import idempotency
 from botkit.idempotency import (
     Entry,
     MemoryStore,
@@ -616,7 +617,7 @@ def test_memory_store_is_bounded_in_bytes_too() -> None:
     for key in "abcdef":
         assert store.claim(key, "fp", 30) is None
         store.complete(key, "fp", 200, b"x" * 1000, 60)
-    # six answers of about 1200 bytes do not fit in 5000: the oldest went first
+    # six answers of about 1400 bytes do not fit in 5000: the oldest went first
     assert store.get("a") is None and store.get("b") is None
     assert all(store.get(k) is not None for k in "def")
     assert store._bytes <= 5000
@@ -624,7 +625,8 @@ def test_memory_store_is_bounded_in_bytes_too() -> None:
     store.complete("f", "fp", 200, b"y", 60)
     assert store.claim("g", "fp2", 30) is None
     store.release("g", "fp2")
-    assert store._bytes == sum(200 + len(e.body or b"") for e, _ in store._entries.values())
+    overhead = idempotency._ENTRY_OVERHEAD
+    assert store._bytes == sum(overhead + len(e.body or b"") for e, _ in store._entries.values())
 
 
 def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

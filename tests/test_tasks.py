@@ -5,6 +5,7 @@ The durable queue (huey, in worker processes) is tested in ``test_huey_queue.py`
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -349,3 +350,40 @@ def test_thread_queue_refuses_past_max_pending() -> None:
         gate.set()
         queue.close()
     assert queue.state()["pending"] == 0
+
+
+def test_an_exiting_process_waits_for_queued_work_then_says_what_is_lost(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gunicorn worker that exits (a deploy, a restart) gives thread:// work a few
+    seconds, refuses new work, and logs how many tasks it could not run."""
+    from botkit import Bot, tasks
+    from botkit.tasks import QueueUnavailable, ThreadQueue
+
+    bot = Bot()
+    gate = threading.Event()
+    ran: list[str] = []
+
+    @bot.on("message.new")
+    def wait(event: Any) -> None:
+        ran.append(event.type)
+        gate.wait(5)
+
+    monkeypatch.setattr(tasks, "EXIT_DRAIN_SECONDS", 0.3)
+    queue = ThreadQueue(bot, max_workers=1)
+    body = json.dumps({"type": "message.new"}).encode()
+    try:
+        for _ in range(3):
+            queue.submit("event", {"body": body})
+        with caplog.at_level(logging.ERROR, logger="botkit.tasks"):
+            queue._drain_at_exit()
+        assert "3 queued tasks were lost" in caplog.text
+        with pytest.raises(QueueUnavailable):
+            queue.submit("event", {"body": body})
+        gate.set()  # the work queued before the exit still runs, if there is time
+        deadline = time.monotonic() + 5
+        while queue.state()["pending"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert queue.state()["pending"] == 0 and ran == ["message.new"] * 3
+    finally:
+        gate.set()
