@@ -37,7 +37,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -403,7 +402,7 @@ def post_once(server: Server, route: Route, body: bytes) -> tuple[int, Any]:
 class Row:
     route: Route
     target: Target
-    max: list[Sample] = field(default_factory=list)
+    max: dict[tuple[int, int], Sample] = field(default_factory=dict)  # by (run, round)
     paced: list[Sample] = field(default_factory=list)
     rss_kb: int = 0
     skipped: str = ""
@@ -446,25 +445,45 @@ def check_replies(servers: list[Server], routes: list[Route], bodies: dict[str, 
                 )
 
 
-def measure(
+def throughput(
     args: argparse.Namespace,
     server: Server,
     route: Route,
-    body_file: Path,
-    signature: str,
+    files: dict[str, tuple[Path, str]],
     sampler: RSSSampler,
     row: Row,
+    slot: tuple[int, int],
+    warmup: bool,
 ) -> None:
+    """One slice of the maximum rate; ``slot`` (run, round) pairs it with the baselines'."""
+    path, signature = files[route.name]
     url = server.base + PREFIX + route.path
     with sampler.watch(server):
-        if args.warmup > 0:
-            wrk(args, url, body_file, signature, route.dedup, args.warmup)
-        top = wrk(args, url, body_file, signature, route.dedup, args.duration)
-        rate = max(top.rps * args.rate_fraction, 1.0)
-        delay_ms = max(1, round(args.connections * 1000 / rate))
-        paced = wrk(args, url, body_file, signature, route.dedup, args.duration, delay_ms)
-    row.max.append(top)
-    row.paced.append(paced)
+        if warmup and args.warmup > 0:
+            wrk(args, url, path, signature, route.dedup, args.warmup)
+        row.max[slot] = wrk(args, url, path, signature, route.dedup, args.duration)
+    row.rss_kb = max(row.rss_kb, sampler.peak)
+
+
+def latency(
+    args: argparse.Namespace,
+    server: Server,
+    route: Route,
+    files: dict[str, tuple[Path, str]],
+    sampler: RSSSampler,
+    row: Row,
+    run: int,
+) -> None:
+    """Latency at ``rate_fraction`` of the maximum rate this server reached in this run."""
+    path, signature = files[route.name]
+    url = server.base + PREFIX + route.path
+    top = _median([s.rps for (r, _), s in row.max.items() if r == run])
+    rate = max(top * args.rate_fraction, 1.0)
+    delay_ms = max(1, round(args.connections * 1000 / rate))
+    with sampler.watch(server):
+        row.paced.append(
+            wrk(args, url, path, signature, route.dedup, args.paced_duration, delay_ms)
+        )
     row.rss_kb = max(row.rss_kb, sampler.peak)
 
 
@@ -517,19 +536,36 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                     server.wait_ready()
                 check_replies(servers, routes, bodies)
                 for route in routes:
-                    for server in servers:
-                        if route.botkit_only and not server.target.is_botkit:
-                            continue
-                        if route.botkit_only and server.target.store != args.stores[0]:
-                            continue  # dedup off: the store is not used, one row is enough
+                    measured = [
+                        server
+                        for server in servers
+                        if not route.botkit_only
+                        or (server.target.is_botkit and server.target.store == args.stores[0])
+                    ]  # dedup off: the store is not used, one row is enough
+                    # The maximum rate in short slices, every target in turn, round after
+                    # round: a slice is compared with the baselines' slices of its round.
+                    for rnd in range(args.rounds):
+                        turn = rnd % len(measured)
+                        for server in measured[turn:] + measured[:turn]:
+                            row = rows[(route.name, server.target.name)]
+                            throughput(
+                                args, server, route, files, sampler, row, (run, rnd), rnd == 0
+                            )
+                            if args.verbose:
+                                print(
+                                    f"run {run + 1}.{rnd + 1} {route.name:16} "
+                                    f"{server.target.label:15} {row.max[(run, rnd)].rps:8.0f} req/s",
+                                    file=sys.stderr,
+                                    flush=True,
+                                )
+                    for server in measured:
                         row = rows[(route.name, server.target.name)]
-                        path, signature = files[route.name]
-                        measure(args, server, route, path, signature, sampler, row)
+                        latency(args, server, route, files, sampler, row, run)
                         if args.verbose:
-                            s, p = row.max[-1], row.paced[-1]
+                            p = row.paced[-1]
                             print(
                                 f"run {run + 1} {route.name:16} {server.target.label:15} "
-                                f"{s.rps:8.0f} req/s  p50 {p.p50_ms:.2f} ms  p99 {p.p99_ms:.2f} ms",
+                                f"p50 {p.p50_ms:.2f} ms  p99 {p.p99_ms:.2f} ms at {p.rps:.0f} req/s",
                                 file=sys.stderr,
                                 flush=True,
                             )
@@ -553,10 +589,10 @@ def _median(values: list[float]) -> float:
 
 
 def table(rows: list[Row], args: argparse.Namespace) -> str:
-    flask_rps: dict[str, list[float]] = defaultdict(list)
+    flask_rps: dict[str, dict[tuple[int, int], Sample]] = {}
     for row in rows:
         if row.target.name == "flask":
-            flask_rps[row.route.name] = [s.rps for s in row.max]
+            flask_rps[row.route.name] = row.max
     head = (
         "route", "target", "req/s", "vs flask", "p50 ms", "p99 ms", "at req/s", "RSS MB", "errors",
     )  # fmt: skip
@@ -567,17 +603,16 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
                 (row.route.label, row.target.label, "-", "-", "-", "-", "-", "-", row.skipped)
             )
             continue
-        rps = [s.rps for s in row.max]
-        base = flask_rps.get(row.route.compare or row.route.name) or []
+        rps = [s.rps for s in row.max.values()]
+        base = flask_rps.get(row.route.compare or row.route.name) or {}
+        pairs = [(s.rps, base[slot].rps) for slot, s in row.max.items() if slot in base]
         if row.target.name == "flask":
             ratio = "1.00"
-        elif base and len(base) == len(rps):  # paired run by run: drift cancels out
-            ratio = f"{_median([a / b for a, b in zip(rps, base, strict=True)]):.2f}"
-        elif base:
-            ratio = f"{_median(rps) / _median(base):.2f}"
+        elif pairs:  # paired slice by slice: drift cancels out
+            ratio = f"{_median([a / b for a, b in pairs]):.2f}"
         else:
             ratio = "-"
-        errors = sum(s.errors for s in row.max + row.paced)
+        errors = sum(s.errors for s in [*row.max.values(), *row.paced])
         lines.append(
             (
                 row.route.label,
@@ -614,13 +649,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--duration", type=int, default=2, help="seconds per measurement, whole (default 2)"
+        "--duration",
+        type=int,
+        default=1,
+        help="seconds per slice of maximum rate, whole (default 1)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="slices of maximum rate per target, route and run, taken in turn (default 3)",
+    )
+    p.add_argument(
+        "--paced-duration",
+        type=int,
+        default=2,
+        help="seconds of the latency measurement, whole (default 2)",
     )
     p.add_argument(
         "--runs",
         type=int,
         default=3,
-        help="runs per target and route; medians are reported (default 3)",
+        help="runs (every server started afresh); medians are reported (default 3)",
     )
     p.add_argument(
         "--connections", type=int, default=16, help="wrk connections, keep-alive (default 16)"
@@ -629,7 +679,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup",
         type=int,
         default=1,
-        help="seconds of warm-up before each measurement, 0 for none (default 1)",
+        help="seconds of warm-up of each target before its first slice of a route, 0 for none (default 1)",
     )
     p.add_argument(
         "--rate-fraction",
@@ -662,7 +712,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.runs, args.duration, args.warmup = 1, 1, 0
+        args.runs, args.rounds, args.duration, args.paced_duration, args.warmup = 1, 1, 1, 1, 0
         if "--stores" not in (argv if argv is not None else sys.argv[1:]):
             args.stores = "memory"
     args.stores = [s for s in args.stores.split(",") if s]
@@ -679,7 +729,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"unknown baseline {b!r}: choose from flask, wsgi")
     if not args.stores:
         p.error("--stores needs at least one store")
-    if args.runs < 1 or args.duration <= 0 or args.connections < 1:
+    if (
+        args.runs < 1
+        or args.rounds < 1
+        or min(args.duration, args.paced_duration) <= 0
+        or args.connections < 1
+    ):
         p.error("--runs, --duration and --connections must be positive")
     if not 0 < args.rate_fraction <= 1:
         p.error("--rate-fraction must be in (0, 1]")
@@ -695,8 +750,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_bench(args)
     print(
         f"botkit benchmark: gunicorn -w {args.workers} --threads {args.threads} (gunicorn.conf.py), "
-        f"wrk -c{args.connections}, {args.runs} run(s) x {args.duration:g} s, "
-        f"latency at {args.rate_fraction:.0%} of each target's max rate; medians; "
+        f"wrk -c{args.connections}, {args.runs} run(s) x {args.rounds} round(s) of "
+        f"{args.duration:g} s per target in turn (ratios: median of the slice-by-slice "
+        f"ratios), latency over {args.paced_duration:g} s at {args.rate_fraction:.0%} of "
+        f"each target's max rate; medians; "
         f"{os.cpu_count()} CPUs; {time.monotonic() - started:.0f} s"
     )
     print(table(rows, args))

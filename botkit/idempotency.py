@@ -101,6 +101,8 @@ DEFAULT_REDIS_TIMEOUT = 0.25
 REDIS_KEY_PREFIX = "botkit:idem:"
 REDIS_COUNTER_PREFIX = "botkit:count:"
 SQLITE_CLEANUP_EVERY = 1000
+SQLITE_CHECKPOINT_EVERY = 0.5
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 SQLITE_CLEANUP_BATCH = 1000
 
 
@@ -237,36 +239,61 @@ class _AnswerWriter:
     The thread takes everything queued since its last write and hands it to ``write``
     as one batch, so under load many answers share one transaction (SQLite) or one
     round trip (Redis), and none of it is on a request thread. Answers stay visible
-    through :meth:`entry` until their batch is written. One thread per process: a
-    child of ``fork()`` starts its own and never writes its parent's queue.
+    through :meth:`entry` until their batch is written. The same thread runs the
+    store's housekeeping (``maintain``): after a batch, and when :meth:`maintain_soon`
+    asks. One thread per process: a child of ``fork()`` starts its own and never
+    writes its parent's queue.
     """
 
     #: Seconds the thread waits, once an answer is queued, for more to write with it.
     linger = 0.002
 
-    def __init__(self, write: Callable[[list[Completion]], None], name: str) -> None:
+    def __init__(
+        self,
+        write: Callable[[list[Completion]], None],
+        name: str,
+        maintain: Callable[[bool], None] | None = None,
+    ) -> None:
         self._write = write
+        self._maintain = maintain
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._queued: dict[str, Completion] = {}
         self._writing: dict[str, Completion] = {}
+        self._due = False  # maintenance asked for
+        self._busy = False  # the thread is writing or maintaining
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._exit_hook = False
 
+    def _forked(self) -> None:  # with self._cond held
+        if self._pid != os.getpid():  # the parent's queue is not ours to write
+            self._pid, self._queued, self._writing, self._thread = os.getpid(), {}, {}, None
+            self._busy = self._due = False
+
+    def _wake(self) -> None:  # with self._cond held
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+            if not self._exit_hook:
+                atexit.register(self.flush, 2.0)
+                self._exit_hook = True
+        else:
+            self._cond.notify()
+
     def put(self, answer: Completion) -> None:
         with self._cond:
-            if self._pid != os.getpid():  # forked: the parent's queue is not ours to write
-                self._pid, self._queued, self._writing, self._thread = os.getpid(), {}, {}, None
+            self._forked()
             self._queued[answer[0]] = answer
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-                if not self._exit_hook:
-                    atexit.register(self.flush, 2.0)
-                    self._exit_hook = True
-            elif len(self._queued) == 1:
-                self._cond.notify()
+            if len(self._queued) == 1:
+                self._wake()
+
+    def maintain_soon(self) -> None:
+        """Have the thread run the housekeeping with ``requested=True``."""
+        with self._cond:
+            self._forked()
+            self._due = True
+            self._wake()
 
     def entry(self, key: str) -> Entry | None:
         """The answer for ``key`` if it is queued or being written, else None."""
@@ -274,9 +301,10 @@ class _AnswerWriter:
         return None if answer is None else Entry(answer[1], answer[2], answer[3])
 
     def flush(self, timeout: float | None = None) -> bool:
+        """Wait until what is queued is written and asked-for housekeeping done."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while (self._queued or self._writing) and self._pid == os.getpid():
+            while (self._queued or self._due or self._busy) and self._pid == os.getpid():
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -286,20 +314,28 @@ class _AnswerWriter:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queued:
+                while not (self._queued or self._due):
                     self._cond.wait()
-            time.sleep(self.linger)  # let the answers of concurrent requests join this batch
+                self._busy = True
+            if not self._due:
+                time.sleep(self.linger)  # let the answers of concurrent requests join in
             with self._cond:
                 self._writing, self._queued = self._queued, {}
                 batch = list(self._writing.values())
-            try:
-                self._write(batch)
-            except Exception as exc:  # the claims expire and Stream's retries run again
-                logger.warning(
-                    "%s: %d answers could not be stored: %s", self._name, len(batch), exc
-                )
+                requested, self._due = self._due, False
+            if batch:
+                try:
+                    self._write(batch)
+                except Exception as exc:  # the claims expire and Stream's retries run again
+                    logger.warning("%s: %d answers not stored: %s", self._name, len(batch), exc)
+            if self._maintain is not None:
+                try:
+                    self._maintain(requested)
+                except Exception as exc:
+                    logger.debug("%s: housekeeping skipped: %s", self._name, exc)
             with self._cond:
                 self._writing = {}
+                self._busy = False
                 self._cond.notify_all()
 
 
@@ -582,7 +618,7 @@ class SQLiteStore(Store):
     ``INSERT … ON CONFLICT … RETURNING`` statement, so no lock is held while a
     handler runs. Expiry is the ``expires_at`` column, compared with the
     injected clock; expired rows are deleted in small batches every
-    ``SQLITE_CLEANUP_EVERY`` claims.
+    ``SQLITE_CLEANUP_EVERY`` claims, off the request threads.
 
     Writes from one process take turns on a lock of the process, and a write that
     finds another process's write lock is retried after 50 µs, then 100 µs, ... up
@@ -611,7 +647,8 @@ class SQLiteStore(Store):
         self._claims = itertools.count(1)
         self._write_lock = threading.Lock()
         self._write_lock_pid = os.getpid()
-        self._answers = _AnswerWriter(self._write_answers, "botkit-sqlite-answers")
+        self._answers = _AnswerWriter(self._write_answers, "botkit-sqlite-answers", self._maintain)
+        self._checkpointed = time.monotonic()
         self._init_schema()
 
     def _init_schema(self) -> None:
@@ -656,6 +693,8 @@ class SQLiteStore(Store):
         )
         try:
             conn.execute("PRAGMA synchronous=NORMAL")
+            # The answers thread checkpoints; this is the safety net (~40 MB of WAL).
+            conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         except BaseException:
             conn.close()
             raise
@@ -746,7 +785,7 @@ class SQLiteStore(Store):
             else:  # pragma: no cover - three races in a row
                 raise StoreUnavailable(f"sqlite store {self.url}: claim kept racing")
         if next(self._claims) % SQLITE_CLEANUP_EVERY == 0:
-            self.cleanup()
+            self._answers.maintain_soon()  # the cleanup, off this request's thread
         return None
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
@@ -796,10 +835,22 @@ class SQLiteStore(Store):
             rows = self._rows(_SQLITE_GET, (key, self._clock()), write=False)
         return self._entry(rows[0]) if rows else None
 
+    def _maintain(self, requested: bool) -> None:
+        """Housekeeping on the answers thread: the expired-row cleanup when the claims
+        ask for it, and a WAL checkpoint every ``SQLITE_CHECKPOINT_EVERY`` seconds (the
+        connections' own checkpoints would otherwise run, fsync included, on whichever
+        request's commit crossed the WAL's size)."""
+        if requested:
+            self.cleanup()
+        if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
+            self._checkpointed = time.monotonic()
+            self._retry(lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+
     def cleanup(self) -> int:
         """Delete up to ``SQLITE_CLEANUP_BATCH`` expired rows; return how many.
 
-        Called automatically every ``SQLITE_CLEANUP_EVERY`` claims. Never raises:
+        Run automatically every ``SQLITE_CLEANUP_EVERY`` claims, on the thread that
+        writes the answers. Never raises:
         a busy database just postpones the cleanup.
         """
         try:
