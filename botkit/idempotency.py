@@ -585,14 +585,21 @@ CREATE TABLE IF NOT EXISTS botkit_counters (
 """
 
 
+# A claim and a batch of answers are each one statement in autocommit mode: SQLite takes
+# and lets go of the write lock inside one sqlite3_step, which runs without the GIL. (A
+# RETURNING clause, or BEGIN ... COMMIT around several statements, would hold the lock
+# while the thread waits for the GIL in between: milliseconds when a worker is busy.)
 _SQLITE_CLAIM = (
     "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
     " VALUES (?, ?, NULL, NULL, ?)"
     " ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint,"
     " status = NULL, body = NULL, expires_at = excluded.expires_at"
     " WHERE botkit_idempotency.expires_at <= ?"
-    " RETURNING key"
 )
+_SQLITE_ANSWERS = (
+    "INSERT OR REPLACE INTO botkit_idempotency (key, fingerprint, status, body, expires_at) VALUES "
+)
+_SQLITE_ANSWERS_PER_STATEMENT = 500  # 5 parameters each: well under SQLite's 32,766
 _SQLITE_GET = (
     "SELECT fingerprint, status, body FROM botkit_idempotency WHERE key = ? AND expires_at > ?"
 )
@@ -715,6 +722,10 @@ class SQLiteStore(Store):
         """The rows of one statement, through :meth:`_retry`."""
         return self._retry(lambda conn: conn.execute(sql, params).fetchall(), write)
 
+    def _change(self, sql: str, params: tuple[Any, ...]) -> int:
+        """How many rows one writing statement changed, through :meth:`_retry`."""
+        return self._retry(lambda conn: conn.execute(sql, params).rowcount)
+
     def _retry(self, fn: Callable[[sqlite3.Connection], T], write: bool = True) -> T:
         """``fn(connection)``, again after a short sleep while another process holds
         the database's write lock, for up to ``busy_timeout``; writes of this process
@@ -771,12 +782,13 @@ class SQLiteStore(Store):
         if answer is not None:  # answered in this process, not written yet
             return answer
         # One statement, so one short write transaction: insert the claim, or take over
-        # an expired row; RETURNING says whether it did. Only a live row is left alone.
+        # an expired row; the count of changed rows says whether it did. Only a live row
+        # is left alone.
         with self._errors("claim"):
             for _ in range(3):
                 now = self._clock()
-                claimed = self._rows(_SQLITE_CLAIM, (key, fingerprint, now + claim_ttl, now))
-                if claimed:
+                params = (key, fingerprint, now + claim_ttl, now)
+                if self._change(_SQLITE_CLAIM, params) == 1:
                     break
                 rows = self._rows(_SQLITE_GET, (key, now), write=False)
                 if rows:
@@ -801,21 +813,12 @@ class SQLiteStore(Store):
         return self._answers.flush(timeout)
 
     def _write_answers(self, answers: list[Completion]) -> None:
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO botkit_idempotency"
-                    " (key, fingerprint, status, body, expires_at) VALUES (?, ?, ?, ?, ?)",
-                    answers,
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-        self._retry(write)
+        step = _SQLITE_ANSWERS_PER_STATEMENT
+        for start in range(0, len(answers), step):
+            chunk = answers[start : start + step]
+            sql = _SQLITE_ANSWERS + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            params = tuple(value for answer in chunk for value in answer)
+            self._change(sql, params)
 
     def release(self, key: str, fingerprint: str) -> None:
         with self._errors("release"):
