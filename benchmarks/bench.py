@@ -79,7 +79,6 @@ class Route:
     size: int  # approximate body size in bytes
     dedup: bool = True
     botkit_only: bool = False
-    compare: str = ""  # the route whose hand-written Flask rate the ratio uses
 
 
 ROUTES = {
@@ -94,7 +93,6 @@ ROUTES = {
             1024,
             dedup=False,
             botkit_only=True,
-            compare="gif-1k",
         ),
         Route("before-send-1k", "before-send 1 KB", "/before-message-send", "before_send", 1024),
         Route("gif-20k", "/gif 20 KB", "/custom-commands?type=gif", "command", 20 * 1024),
@@ -402,7 +400,8 @@ def post_once(server: Server, route: Route, body: bytes) -> tuple[int, Any]:
 class Row:
     route: Route
     target: Target
-    max: dict[tuple[int, int], Sample] = field(default_factory=dict)  # by (run, round)
+    max: list[tuple[int, Sample]] = field(default_factory=list)  # (run, slice)
+    ratios: list[float] = field(default_factory=list)  # over the flask slices around each
     paced: list[Sample] = field(default_factory=list)
     rss_kb: int = 0
     skipped: str = ""
@@ -451,18 +450,19 @@ def throughput(
     route: Route,
     files: dict[str, tuple[Path, str]],
     sampler: RSSSampler,
-    row: Row,
-    slot: tuple[int, int],
+    row: Row | None,
     warmup: bool,
-) -> None:
-    """One slice of the maximum rate; ``slot`` (run, round) pairs it with the baselines'."""
+) -> Sample:
+    """One slice of the maximum rate (kept in ``row`` unless None)."""
     path, signature = files[route.name]
     url = server.base + PREFIX + route.path
     with sampler.watch(server):
         if warmup and args.warmup > 0:
             wrk(args, url, path, signature, route.dedup, args.warmup)
-        row.max[slot] = wrk(args, url, path, signature, route.dedup, args.duration)
-    row.rss_kb = max(row.rss_kb, sampler.peak)
+        sample = wrk(args, url, path, signature, route.dedup, args.duration)
+    if row is not None:
+        row.rss_kb = max(row.rss_kb, sampler.peak)
+    return sample
 
 
 def latency(
@@ -477,7 +477,7 @@ def latency(
     """Latency at ``rate_fraction`` of the maximum rate this server reached in this run."""
     path, signature = files[route.name]
     url = server.base + PREFIX + route.path
-    top = _median([s.rps for (r, _), s in row.max.items() if r == run])
+    top = _median([s.rps for r, s in row.max if r == run])
     rate = max(top * args.rate_fraction, 1.0)
     delay_ms = max(1, round(args.connections * 1000 / rate))
     with sampler.watch(server):
@@ -542,22 +542,38 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                         if not route.botkit_only
                         or (server.target.is_botkit and server.target.store == args.stores[0])
                     ]  # dedup off: the store is not used, one row is enough
-                    # The maximum rate in short slices, every target in turn, round after
-                    # round: a slice is compared with the baselines' slices of its round.
+                    # The maximum rate in short slices, every target between two slices
+                    # of the hand-written Flask app: a slice's ratio is over the mean of
+                    # the two around it, so the machine's drift cancels out.
+                    flask = next((v for v in servers if v.target.name == "flask"), None)
+                    others = [v for v in measured if v is not flask]
                     for rnd in range(args.rounds):
-                        turn = rnd % len(measured)
-                        for server in measured[turn:] + measured[:turn]:
-                            row = rows[(route.name, server.target.name)]
-                            throughput(
-                                args, server, route, files, sampler, row, (run, rnd), rnd == 0
-                            )
+                        turn = rnd % len(others)
+                        seq = [flask] if flask else []
+                        for server in others[turn:] + others[:turn]:
+                            seq += [server, flask] if flask else [server]
+                        samples: list[Sample] = []
+                        for server in seq:
+                            assert server is not None
+                            row = rows.get((route.name, server.target.name))
+                            if route.botkit_only and server is flask:
+                                row = None  # measured for the ratio only, not shown
+                            sample = throughput(args, server, route, files, sampler, row, rnd == 0)
+                            samples.append(sample)
+                            if row is not None:
+                                row.max.append((run, sample))
                             if args.verbose:
                                 print(
                                     f"run {run + 1}.{rnd + 1} {route.name:16} "
-                                    f"{server.target.label:15} {row.max[(run, rnd)].rps:8.0f} req/s",
+                                    f"{server.target.label:15} {sample.rps:8.0f} req/s",
                                     file=sys.stderr,
                                     flush=True,
                                 )
+                        if flask:
+                            for i in range(1, len(seq), 2):
+                                row = rows[(route.name, seq[i].target.name)]
+                                around = (samples[i - 1].rps + samples[i + 1].rps) / 2
+                                row.ratios.append(samples[i].rps / around)
                     for server in measured:
                         row = rows[(route.name, server.target.name)]
                         latency(args, server, route, files, sampler, row, run)
@@ -589,10 +605,6 @@ def _median(values: list[float]) -> float:
 
 
 def table(rows: list[Row], args: argparse.Namespace) -> str:
-    flask_rps: dict[str, dict[tuple[int, int], Sample]] = {}
-    for row in rows:
-        if row.target.name == "flask":
-            flask_rps[row.route.name] = row.max
     head = (
         "route", "target", "req/s", "vs flask", "p50 ms", "p99 ms", "at req/s", "RSS MB", "errors",
     )  # fmt: skip
@@ -603,16 +615,14 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
                 (row.route.label, row.target.label, "-", "-", "-", "-", "-", "-", row.skipped)
             )
             continue
-        rps = [s.rps for s in row.max.values()]
-        base = flask_rps.get(row.route.compare or row.route.name) or {}
-        pairs = [(s.rps, base[slot].rps) for slot, s in row.max.items() if slot in base]
+        rps = [s.rps for _, s in row.max]
         if row.target.name == "flask":
             ratio = "1.00"
-        elif pairs:  # paired slice by slice: drift cancels out
-            ratio = f"{_median([a / b for a, b in pairs]):.2f}"
+        elif row.ratios:
+            ratio = f"{_median(row.ratios):.2f}"
         else:
             ratio = "-"
-        errors = sum(s.errors for s in [*row.max.values(), *row.paced])
+        errors = sum(s.errors for s in [*(s for _, s in row.max), *row.paced])
         lines.append(
             (
                 row.route.label,
@@ -751,8 +761,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"botkit benchmark: gunicorn -w {args.workers} --threads {args.threads} (gunicorn.conf.py), "
         f"wrk -c{args.connections}, {args.runs} run(s) x {args.rounds} round(s) of "
-        f"{args.duration:g} s per target in turn (ratios: median of the slice-by-slice "
-        f"ratios), latency over {args.paced_duration:g} s at {args.rate_fraction:.0%} of "
+        f"{args.duration:g} s per target, each between two slices of flask (ratio: median "
+        f"over the slices of slice / mean of the flask slices around it), latency over {args.paced_duration:g} s at {args.rate_fraction:.0%} of "
         f"each target's max rate; medians; "
         f"{os.cpu_count()} CPUs; {time.monotonic() - started:.0f} s"
     )
