@@ -622,8 +622,8 @@ class SQLiteStore(Store):
 
     WAL mode, one connection per thread and per process (a connection opened
     before gunicorn forks is never used by a child), autocommit: a claim is one
-    ``INSERT … ON CONFLICT … RETURNING`` statement, so no lock is held while a
-    handler runs. Expiry is the ``expires_at`` column, compared with the
+    ``INSERT … ON CONFLICT … DO UPDATE … WHERE expired`` statement, so no lock is held
+    while a handler runs. Expiry is the ``expires_at`` column, compared with the
     injected clock; expired rows are deleted in small batches every
     ``SQLITE_CLEANUP_EVERY`` claims, off the request threads.
 
@@ -631,8 +631,8 @@ class SQLiteStore(Store):
     finds another process's write lock is retried after 50 µs, then 100 µs, ... up
     to 2 ms, until ``busy_timeout``: SQLite's own busy handler sleeps a whole
     millisecond and more, long after a write of a few microseconds let go of the
-    lock. Answers from :meth:`complete_soon` are written in batches, one transaction
-    each, by a thread of the process.
+    lock. Answers from :meth:`complete_soon` are written in batches, one statement
+    each, by a thread of the process, which also checkpoints the WAL.
     """
 
     def __init__(

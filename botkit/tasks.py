@@ -130,7 +130,7 @@ class ThreadQueue(TaskQueue):
     """
 
     def __init__(
-        self, bot: Bot, max_workers: int = 8, backoff: float = 0.5, max_pending: int = 10_000
+        self, bot: Bot, max_workers: int = 8, backoff: float = 0.5, max_pending: int = 5_000
     ) -> None:
         self.bot = bot
         self.backoff = backoff
