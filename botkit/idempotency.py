@@ -339,6 +339,23 @@ class _AnswerWriter:
                 self._cond.notify_all()
 
 
+class _AnswersLater(Store):
+    """:meth:`complete_soon` through an :class:`_AnswerWriter` (the SQLite and Redis
+    stores): subclasses set ``_answers`` and ``_clock`` and look at ``_answers.entry``
+    in ``claim`` and ``get``."""
+
+    _answers: _AnswerWriter
+    _clock: Callable[[], float]
+
+    def complete_soon(
+        self, key: str, fingerprint: str, status: int, body: bytes, ttl: float
+    ) -> None:
+        self._answers.put((key, fingerprint, int(status), bytes(body), self._clock() + ttl))
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return self._answers.flush(timeout)
+
+
 # ---------------------------------------------------------------------------
 # URL helpers
 
@@ -617,7 +634,7 @@ class _ThreadConn(threading.local):
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 
 
-class SQLiteStore(Store):
+class SQLiteStore(_AnswersLater):
     """A SQLite file shared by all processes on one machine.
 
     WAL mode, one connection per thread and per process (a connection opened
@@ -803,14 +820,6 @@ class SQLiteStore(Store):
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
         with self._errors("complete"):
             self._write_answers([(key, fingerprint, int(status), bytes(body), self._clock() + ttl)])
-
-    def complete_soon(
-        self, key: str, fingerprint: str, status: int, body: bytes, ttl: float
-    ) -> None:
-        self._answers.put((key, fingerprint, int(status), bytes(body), self._clock() + ttl))
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return self._answers.flush(timeout)
 
     def _write_answers(self, answers: list[Completion]) -> None:
         step = _SQLITE_ANSWERS_PER_STATEMENT
@@ -1030,7 +1039,7 @@ class _ThreadRedis(threading.local):
     conn: Any = None
 
 
-class RedisStore(Store):
+class RedisStore(_AnswersLater):
     """Idempotency entries as Redis keys ``botkit:idem:{key}``, counters as
     hashes ``botkit:count:{name}``.
 
@@ -1047,6 +1056,7 @@ class RedisStore(Store):
         self._redis = client
         self._release_script = client.register_script(_RELEASE_LUA)
         self._answers = _AnswerWriter(self._write_answers, "botkit-redis-answers")
+        self._clock = time.time  # for the answers' expiry; Redis' own TTL does the rest
         self._local = _ThreadRedis()
         self._conns_lock = threading.Lock()
         self._conns: list[Any] = []
@@ -1111,14 +1121,6 @@ class RedisStore(Store):
         value = _encode_done(fingerprint, int(status), body)
         with self._errors("complete"):
             self._redis.set(REDIS_KEY_PREFIX + key, value, px=_ttl_ms(ttl))
-
-    def complete_soon(
-        self, key: str, fingerprint: str, status: int, body: bytes, ttl: float
-    ) -> None:
-        self._answers.put((key, fingerprint, int(status), bytes(body), time.time() + ttl))
-
-    def flush(self, timeout: float | None = None) -> bool:
-        return self._answers.flush(timeout)
 
     def _write_answers(self, answers: list[Completion]) -> None:
         with self._errors("complete"):

@@ -112,6 +112,33 @@ def test_claim_complete_replay_byte_for_byte(harness: Harness, body: bytes) -> N
     assert store.get("wh-1") == Entry("fp", 403, body)
 
 
+def test_answers_stored_soon_are_seen_at_once_here_and_after_flush_elsewhere(
+    harness: Harness, tmp_path: Any
+) -> None:
+    """What the pipeline does: reply first, store the answer a moment later. This store
+    sees the answer at once; another worker's store (a second instance on the same file
+    or server) sees it once it is written; a batch bigger than one SQLite statement
+    (500 answers) is written whole."""
+    store = harness.store
+    keys = [f"soon-{i}" for i in range(1200)]
+    for key in keys:
+        assert store.claim(key, "fp", 30) is None
+    for i, key in enumerate(keys):
+        store.complete_soon(key, "fp", 200, f"answer {i}".encode(), 60)
+    assert store.get("soon-7") == Entry("fp", 200, b"answer 7")
+    assert store.claim("soon-7", "fp", 30) == Entry("fp", 200, b"answer 7")
+    assert store.flush(10)
+    if harness.kind == "memory":
+        return  # one process only: there is no other worker's view
+    url = store.url if harness.kind == "redis" else f"sqlite:///{tmp_path}/idem.db"
+    other = open_store(url, clock=harness.clock) if harness.clock else open_store(url)
+    try:
+        for i, key in enumerate(keys):
+            assert other.get(key) == Entry("fp", 200, f"answer {i}".encode()), key
+    finally:
+        other.close()
+
+
 def test_large_body_round_trips(harness: Harness) -> None:
     body = os.urandom(512 * 1024)
     assert harness.store.claim("big", "fp", 30) is None
