@@ -142,16 +142,11 @@ class _BotkitHandler(logging.StreamHandler):  # type: ignore[type-arg]
                 if batch:
                     with self.lock:  # type: ignore[union-attr]  # setStream() takes it too
                         self.stream.write("".join(batch))
-                        self.flush_stream()
+                        self.flush()
             except Exception:
                 self.handleError(record)
             finally:
                 self._turn.release()
-
-    def flush_stream(self) -> None:
-        flush = getattr(self.stream, "flush", None)
-        if flush is not None:
-            flush()
 
 
 def _formatter(fmt: str) -> logging.Formatter:

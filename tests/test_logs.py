@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,3 +196,30 @@ def test_gunicorn_json_logs_with_real_credentials() -> None:
     for record in webhook.values():
         assert set(WEBHOOK_FIELDS) <= record.keys()
     assert_nothing_secret(log)
+
+
+def test_lines_from_many_threads_are_all_written_whole() -> None:
+    """The handler lets no thread wait for another's write: a thread that finds the
+    write turn taken leaves its line to the writer. Every line still comes out once,
+    whole, by the time every thread's log call has returned."""
+    stream = io.StringIO()
+    assert configure_logging("text", stream=stream) is not None
+    log = logging.getLogger("botkit.webhook")
+    start = threading.Barrier(8)
+
+    def write(n: int) -> None:
+        start.wait()
+        for i in range(500):
+            log.info("thread %d line %d %s", n, i, "x" * 200)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 8 * 500
+    assert len(set(lines)) == 8 * 500
+    pattern = re.compile(r"botkit\.webhook: thread (\d) line (\d+) x{200}$")
+    seen = {(int(m[1]), int(m[2])) for m in map(pattern.search, lines) if m}
+    assert seen == {(n, i) for n in range(8) for i in range(500)}
