@@ -457,8 +457,14 @@ def open_store(
 # memory://
 
 
-def _size(entry: Entry) -> int:
-    return _ENTRY_OVERHEAD + (len(entry.body) if entry.body is not None else 0)
+#: A memory store entry: fingerprint, status, body, expiry. A tuple of plain values,
+#: which the garbage collector stops tracking: 10,000 Entry objects would be walked on
+#: every full collection of a busy worker.
+_Item = tuple[str, int | None, bytes | None, float]
+
+
+def _size(item: _Item) -> int:
+    return _ENTRY_OVERHEAD + (len(item[2]) if item[2] is not None else 0)
 
 
 class MemoryStore(Store):
@@ -486,32 +492,31 @@ class MemoryStore(Store):
         self._bytes = 0
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, tuple[Entry, float]] = OrderedDict()
+        self._entries: OrderedDict[str, _Item] = OrderedDict()
         self._counters: dict[str, dict[str, int]] = {}
 
     def _live(self, key: str, now: float) -> Entry | None:
         item = self._entries.get(key)
         if item is None:
             return None
-        entry, expires_at = item
-        if expires_at <= now:
+        if item[3] <= now:
             del self._entries[key]
-            self._bytes -= _size(entry)
+            self._bytes -= _size(item)
             return None
         self._entries.move_to_end(key)
-        return entry
+        return Entry(item[0], item[1], item[2])
 
-    def _put(self, key: str, entry: Entry, expires_at: float) -> None:
+    def _put(self, key: str, item: _Item) -> None:
         old = self._entries.get(key)
         if old is not None:
-            self._bytes -= _size(old[0])
-        self._entries[key] = (entry, expires_at)
+            self._bytes -= _size(old)
+        self._entries[key] = item
         self._entries.move_to_end(key)
-        self._bytes += _size(entry)
+        self._bytes += _size(item)
         while len(self._entries) > 1 and (
             len(self._entries) > self.max_entries or self._bytes > self.max_bytes
         ):
-            _, (evicted, _) = self._entries.popitem(last=False)
+            _, evicted = self._entries.popitem(last=False)
             self._bytes -= _size(evicted)
 
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
@@ -520,20 +525,18 @@ class MemoryStore(Store):
             existing = self._live(key, now)
             if existing is not None:
                 return existing
-            self._put(key, Entry(fingerprint, None, None), now + claim_ttl)
+            self._put(key, (fingerprint, None, None, now + claim_ttl))
             return None
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
-        entry = Entry(fingerprint, int(status), bytes(body))
         with self._lock:
-            self._put(key, entry, self._clock() + ttl)
+            self._put(key, (fingerprint, int(status), bytes(body), self._clock() + ttl))
 
     def release(self, key: str, fingerprint: str) -> None:
         with self._lock:
             existing = self._live(key, self._clock())
             if existing is not None and not existing.done and existing.fingerprint == fingerprint:
-                del self._entries[key]
-                self._bytes -= _size(existing)
+                self._bytes -= _size(self._entries.pop(key))
 
     def get(self, key: str) -> Entry | None:
         with self._lock:

@@ -653,7 +653,7 @@ def test_memory_store_is_bounded_in_bytes_too() -> None:
     assert store.claim("g", "fp2", 30) is None
     store.release("g", "fp2")
     overhead = idempotency._ENTRY_OVERHEAD
-    assert store._bytes == sum(overhead + len(e.body or b"") for e, _ in store._entries.values())
+    assert store._bytes == sum(overhead + len(item[2] or b"") for item in store._entries.values())
 
 
 def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
