@@ -606,20 +606,25 @@ def _median(values: list[float]) -> float:
 
 def table(rows: list[Row], args: argparse.Namespace) -> str:
     head = (
-        "route", "target", "req/s", "vs flask", "p50 ms", "p99 ms", "at req/s", "RSS MB", "errors",
+        "route", "target", "req/s", "vs flask", "middle half", "p50 ms", "p99 ms", "at req/s",
+        "RSS MB", "errors",
     )  # fmt: skip
     lines: list[tuple[str, ...]] = [head]
     for row in rows:
         if row.skipped:
             lines.append(
-                (row.route.label, row.target.label, "-", "-", "-", "-", "-", "-", row.skipped)
+                (row.route.label, row.target.label, "-", "-", "-", "-", "-", "-", "-", row.skipped)
             )
             continue
         rps = [s.rps for _, s in row.max]
+        spread = "-"
         if row.target.name == "flask":
             ratio = "1.00"
         elif row.ratios:
             ratio = f"{_median(row.ratios):.2f}"
+            if len(row.ratios) >= 4:  # where the middle half of the slice ratios lie
+                q1, _, q3 = statistics.quantiles(row.ratios, n=4)
+                spread = f"{q1:.2f}-{q3:.2f}"
         else:
             ratio = "-"
         errors = sum(s.errors for s in [*(s for _, s in row.max), *row.paced])
@@ -629,6 +634,7 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
                 row.target.label,
                 f"{_median(rps):.0f}",
                 ratio,
+                spread,
                 f"{_median([s.p50_ms for s in row.paced]):.2f}",
                 f"{_median([s.p99_ms for s in row.paced]):.2f}",
                 f"{_median([s.rps for s in row.paced]):.0f}",
