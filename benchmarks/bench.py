@@ -105,7 +105,7 @@ ROUTES = {
 class Target:
     name: str
     module: str
-    store: str | None = None  # memory | sqlite | redis, for botkit
+    store: str | None = None  # memory | sqlite | redis | redis+huey, for botkit
 
     @property
     def is_botkit(self) -> bool:
@@ -117,7 +117,10 @@ class Target:
 
 
 BASELINES = (Target("flask", "flask_baseline:app"), Target("wsgi", "wsgi_baseline:app"))
-STORES = ("memory", "sqlite", "redis")
+#: ``redis+huey``: the Redis store with push handlers on huey over Redis, run by a real
+#: ``botkit worker`` (8 threads, as thread://): measured on the push route only.
+STORES = ("memory", "sqlite", "redis", "redis+huey")
+HUEY = "redis+huey"
 
 
 # -- request bodies (botkit.testing's factories, padded to a realistic size) ------------------
@@ -227,6 +230,7 @@ class Server:
         self.port = free_port()
         self.log = logdir / f"{target.name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.consumer: subprocess.Popen[bytes] | None = None
 
     @property
     def base(self) -> str:
@@ -243,6 +247,13 @@ class Server:
             self.process = subprocess.Popen(
                 cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
             )
+            if self.target.store == HUEY:  # the consumer that runs the push handlers
+                env = {**self.env, "BOTKIT_APP": "bench_bot:bot"}
+                env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT)])
+                self.consumer = subprocess.Popen(
+                    [str(Path(GUNICORN).with_name("botkit")), "worker", "--workers", "8"],
+                    cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
+                )  # fmt: skip
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         assert self.process is not None
@@ -269,6 +280,10 @@ class Server:
         return max((vm_hwm_kb(pid) for pid in self.workers()), default=0)
 
     def stop(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None and consumer.poll() is None:
+            os.killpg(consumer.pid, signal.SIGKILL)  # its backlog is flushed with Redis
+            consumer.wait(timeout=10)
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
@@ -418,6 +433,8 @@ def server_env(target: Target, store_urls: dict[str, str]) -> dict[str, str]:
     if target.store:
         env["BOTKIT_DEV"] = "1"
         env["BOTKIT_STORE"] = store_urls[target.store]
+    if target.store == HUEY:
+        env["BOTKIT_QUEUE"] = "huey+" + store_urls[HUEY].rsplit("/", 1)[0] + "/1"
     return env
 
 
@@ -506,7 +523,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
 
     redis = None
     rows = {(r.name, t.name): Row(r, t) for r in routes for t in targets}
-    if "redis" in args.stores:
+    if "redis" in args.stores or HUEY in args.stores:
         redis = start_redis()
         if redis is None:
             print(
@@ -514,9 +531,9 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                 file=sys.stderr,
             )
             for row in rows.values():
-                if row.target.store == "redis":
+                if row.target.store in ("redis", HUEY):
                     row.skipped = "no redis-server"
-            targets = [t for t in targets if t.store != "redis"]
+            targets = [t for t in targets if t.store not in ("redis", HUEY)]
     sampler = RSSSampler()
     sampler.start()
     try:
@@ -526,7 +543,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
             store_urls = {"memory": "memory://", "sqlite": f"sqlite:///{rundir}/store.sqlite3"}
             if redis is not None:
                 redis.flushall()
-                store_urls["redis"] = redis.url
+                store_urls["redis"] = store_urls[HUEY] = redis.url
             order = targets[run % len(targets) :] + targets[: run % len(targets)]
             servers = [Server(t, server_env(t, store_urls), args, rundir) for t in order]
             try:
@@ -539,9 +556,12 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                     measured = [
                         server
                         for server in servers
-                        if not route.botkit_only
-                        or (server.target.is_botkit and server.target.store == args.stores[0])
-                    ]  # dedup off: the store is not used, one row is enough
+                        if (
+                            not route.botkit_only
+                            or (server.target.is_botkit and server.target.store == args.stores[0])
+                        )  # dedup off: the store is not used, one row is enough
+                        and (server.target.store != HUEY or route.kind == "push")
+                    ]
                     # The maximum rate in short slices, every target between two slices
                     # of the hand-written Flask app: a slice's ratio is over the mean of
                     # the two around it, so the machine's drift cancels out.
@@ -708,7 +728,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--stores",
         default=",".join(STORES),
-        help="botkit stores to measure (default memory,sqlite,redis)",
+        help="botkit stores to measure (default memory,sqlite,redis,redis+huey)",
     )
     p.add_argument(
         "--baselines", default="flask,wsgi", help="baselines to measure (default flask,wsgi)"
