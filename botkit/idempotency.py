@@ -859,7 +859,8 @@ class SQLiteStore(_AnswersLater):
             self.cleanup()
         if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
             self._checkpointed = time.monotonic()
-            self._retry(lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+            # PASSIVE: copies what it can without the write lock, so claims go on meanwhile.
+            self._rows("PRAGMA wal_checkpoint(PASSIVE)", (), write=False)
 
     def cleanup(self) -> int:
         """Delete up to ``SQLITE_CLEANUP_BATCH`` expired rows; return how many.

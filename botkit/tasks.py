@@ -153,8 +153,8 @@ class ThreadQueue(TaskQueue):
             if self._pending >= self.max_pending:
                 raise QueueUnavailable(f"{self._pending} tasks are waiting in this process")
             self._pending += 1
-            _LIVE_QUEUES.add(self)
             if len(self._threads) < min(self._pending, self._max_workers):
+                _LIVE_QUEUES.add(self)  # drained at exit
                 thread = threading.Thread(
                     target=self._work, name=f"botkit-task-{len(self._threads) + 1}", daemon=True
                 )
