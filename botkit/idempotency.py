@@ -771,9 +771,9 @@ class SQLiteStore(_AnswersLater):
             time.sleep(delay)
             delay = min(delay * 2, 0.002)
 
+    @staticmethod
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connect()
+    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -906,7 +906,7 @@ class SQLiteStore(_AnswersLater):
 
     def incr(self, name: str, field: str, amount: int = 1) -> int:
         def add(conn: sqlite3.Connection) -> int:
-            with self._transaction() as conn:
+            with self._transaction(conn):
                 conn.execute(
                     "INSERT INTO botkit_counters (name, field, value) VALUES (?, ?, ?)"
                     " ON CONFLICT (name, field) DO UPDATE SET value = value + excluded.value",
