@@ -33,6 +33,15 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ConfigError(f"{name}={raw!r} is not a whole number of 0 or more")
+    return int(raw)
+
+
 @dataclass
 class Config:
     """Everything botkit reads from the environment. See the README's table."""
@@ -48,6 +57,9 @@ class Config:
     before_send_budget: float = 1.2
     result_ttl: float = 24 * 3600.0
     claim_ttl: float = 30.0
+    #: Handler calls per worker that may run in the request thread at once (under
+    #: gunicorn); 0 hands every call to a pool thread. See :mod:`botkit.deadlines`.
+    inline_calls: int = 4
     log_format: str = "text"
     playground: bool = False
     dev_credentials: bool = False
@@ -86,6 +98,9 @@ class Config:
             before_send_budget=_number(env, "BOTKIT_BEFORE_SEND_BUDGET_MS", 1200) / 1000,
             result_ttl=_number(env, "BOTKIT_RESULT_TTL", 24 * 3600),
             claim_ttl=_number(env, "BOTKIT_CLAIM_TTL", 30),
+            inline_calls=_count(
+                env, "BOTKIT_INLINE_CALLS", int(_number(env, "GUNICORN_THREADS", 8)) // 2
+            ),
             log_format=env.get("BOTKIT_LOG_FORMAT", "text"),
             playground=env.get("BOTKIT_PLAYGROUND", "") in ("1", "true", "yes"),
             dev_credentials=dev,

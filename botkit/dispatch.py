@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import signals
 from .commands import Command, Route, clicked
 from .context import BeforeSendContext, CommandContext, custom_fields
+from .deadlines import AnsweredAtDeadline
 from .idempotency import StoreUnavailable
 from .messages import Message, coerce_reply
 from .pool import NotDone
@@ -99,6 +100,11 @@ class Meta:
     attempt: int
     deadline: float
     name: str = ""
+    start: float = 0.0
+    #: Sends the answer from another thread (the watchdog's), when the server allows it.
+    early: Callable[[Response], object] | None = None
+    key: str | None = None  # the dedup key and fingerprint, once claimed
+    fingerprint: str = ""
 
 
 class Dispatcher:
@@ -117,11 +123,17 @@ class Dispatcher:
         body: bytes | None,
         headers: Headers,
         command_type: str | None = None,
+        early: Callable[[Response], object] | None = None,
     ) -> Response:
         """Answer one webhook. ``headers`` must look up names case-insensitively.
 
         ``body`` is None when the web server refused it as too large before reading it:
         the call is then answered (413), logged and signalled like any other.
+
+        ``early(response)``, when given, sends an answer from another thread while this
+        one is still busy: handlers then run in this thread, and a watchdog answers at the
+        deadline (see :mod:`botkit.deadlines`). If it did, this raises
+        :class:`~botkit.deadlines.AnsweredAtDeadline` once the handler has returned.
         """
         start = time.monotonic()
         self.bot._started = True
@@ -138,11 +150,27 @@ class Dispatcher:
             headers.get("X-Webhook-Id") or None,
             attempt,
             start + budget,
+            start=start,
+            early=early,
         )
         if body is None:
             response = self._reject(meta, "size", TOO_LARGE)
         else:
             response = self._pipeline(meta, body, headers.get("X-Signature"), command_type)
+        self._finish(meta, response)
+        return response
+
+    def answer_early(self, meta: Meta, response: Response) -> None:
+        """Answer from the watchdog thread: store, log and send what the request thread
+        would have, had it not been busy with the handler."""
+        self._remember(meta, response)
+        self._finish(meta, response)
+        assert meta.early is not None
+        meta.early(response)
+
+    def _finish(self, meta: Meta, response: Response) -> None:
+        """The log line and the ``webhook_handled`` signal of one answered call."""
+        kind, start = meta.kind, meta.start
         latency = time.monotonic() - start
         elapsed = latency * 1000
         wlog.info(
@@ -177,7 +205,6 @@ class Dispatcher:
                 status=response.status,
                 latency=latency,
             )
-        return response
 
     def _reject(self, meta: Meta, reason: str, response: Response, detail: str = "") -> Response:
         log.warning(
@@ -248,20 +275,15 @@ class Dispatcher:
         except StoreUnavailable as exc:
             return self._store_down(meta, run, exc)
         if entry is None:
+            meta.key, meta.fingerprint = key, fingerprint
             try:
                 response = run.run()
+            except AnsweredAtDeadline:  # the watchdog stored its answer
+                raise
             except BaseException:
                 self._release(store, key, fingerprint)
                 raise
-            try:
-                if response.cacheable:  # written just after the answer goes out
-                    store.complete_soon(
-                        key, fingerprint, response.status, response.body, self.config.result_ttl
-                    )
-                else:
-                    store.release(key, fingerprint)
-            except StoreUnavailable as exc:
-                log.warning("could not store the answer to webhook %s: %s", meta.webhook_id, exc)
+            self._remember(meta, response)
             return response
         if entry.fingerprint != fingerprint:
             log.warning(
@@ -288,6 +310,23 @@ class Dispatcher:
             signals.duplicate_replayed.send(self.bot, kind=meta.kind, webhook_id=meta.webhook_id)
             return Response(entry.status, entry.body, "replayed")
         return run.in_flight()
+
+    def _remember(self, meta: Meta, response: Response) -> None:
+        """Keep the answer of a claimed call for its copies (written just after the
+        answer goes out), or let the claim go if the answer must not be replayed."""
+        key = meta.key
+        if key is None:
+            return
+        store = self.runtime.store
+        try:
+            if response.cacheable:
+                store.complete_soon(
+                    key, meta.fingerprint, response.status, response.body, self.config.result_ttl
+                )
+            else:
+                store.release(key, meta.fingerprint)
+        except StoreUnavailable as exc:
+            log.warning("could not store the answer to webhook %s: %s", meta.webhook_id, exc)
 
     def _release(self, store: Any, key: str, fingerprint: str) -> None:
         try:
@@ -490,15 +529,38 @@ class CommandRun(Runner):
         if signals.command_received.receivers:
             signals.command_received.send(d.bot, ctx=ctx)
         start = time.monotonic()
-        future = d.runtime.executor.submit(d.call_command, ctx, self.cmd, self.route)
-        try:
-            msg = future.result(timeout=max(0.0, self.meta.deadline - time.monotonic()))
-        except NotDone:
-            future.add_done_callback(self._late)
-            return self.in_flight()
-        except Exception as exc:
-            response = d._reply(ctx, _failure(ctx, d.command_failed(ctx, exc)), "error")
-            return Response(response.status, response.body, "error", cacheable=False)
+        meta = self.meta
+        watchdog = d.runtime.watchdog
+        if meta.early is not None and watchdog.allows(meta.name):
+            turn = watchdog.watch(meta.deadline, self._at_deadline)
+            try:
+                msg = d.call_command(ctx, self.cmd, self.route)
+            except Exception as exc:
+                if not watchdog.finish(turn):
+                    self._overran(start)
+                    self._late(None, exc)
+                    raise AnsweredAtDeadline from None
+                response = d._reply(ctx, _failure(ctx, d.command_failed(ctx, exc)), "error")
+                return Response(response.status, response.body, "error", cacheable=False)
+            except BaseException:
+                watchdog.finish(turn)
+                raise
+            if not watchdog.finish(turn):
+                self._overran(start)
+                self._late(msg, None)
+                raise AnsweredAtDeadline
+            if time.monotonic() - start > (meta.deadline - start) / 2:
+                self._overran(start)
+        else:
+            future = d.runtime.executor.submit(d.call_command, ctx, self.cmd, self.route)
+            try:
+                msg = future.result(timeout=max(0.0, meta.deadline - time.monotonic()))
+            except NotDone:
+                future.add_done_callback(self._late_call)
+                return self.in_flight()
+            except Exception as exc:
+                response = d._reply(ctx, _failure(ctx, d.command_failed(ctx, exc)), "error")
+                return Response(response.status, response.body, "error", cacheable=False)
         response = d._reply(ctx, msg)
         if signals.command_completed.receivers:
             signals.command_completed.send(
@@ -518,13 +580,29 @@ class CommandRun(Runner):
         response = self.d._reply(ctx, msg, "late")
         return response
 
-    def _late(self, future: Call[Message]) -> None:
-        d, ctx = self.d, self.ctx
+    def _at_deadline(self) -> None:
+        """In the watchdog thread: the handler is still running in the request thread."""
+        self.d.runtime.watchdog.mark_slow(self.meta.name)  # its next calls go to the pool
+        self.d.answer_early(self.meta, self.in_flight())
+
+    def _overran(self, start: float) -> None:
+        took = time.monotonic() - start
+        log.info(
+            "/%s took %.0f ms: it runs in a pool thread for a while", self.ctx.command, took * 1000
+        )
+        self.d.runtime.watchdog.mark_slow(self.meta.name)
+
+    def _late_call(self, future: Call[Message]) -> None:
         exc = future.exception()
+        self._late(None if exc is not None else future.result(), exc)
+
+    def _late(self, msg: Message | None, exc: BaseException | None) -> None:
+        """Post the result of a handler that finished after its deadline."""
+        d, ctx = self.d, self.ctx
         if exc is not None:
             d.command_failed(ctx, exc, late=True)
             return
-        msg = future.result()
+        assert msg is not None
         full = msg.merge_into(ctx.message)
         if full is None or full.get("type") == "error":
             log.warning(
@@ -579,11 +657,34 @@ class BeforeSendRun(Runner):
         original: dict[str, Any] = self.payload["message"]
         if not hooks:
             return self._answer(original)
+        meta = self.meta
+        watchdog = self.d.runtime.watchdog
+        if meta.early is not None and watchdog.allows(meta.name):
+            start = time.monotonic()
+            turn = watchdog.watch(meta.deadline, self._at_deadline)
+            try:
+                response = self._run_hooks(original)
+            finally:
+                answered = watchdog.finish(turn)
+            if not answered or time.monotonic() - start > (meta.deadline - start) / 2:
+                log.info(
+                    "before-send hooks took %.0f ms: they run in a pool thread for a while",
+                    (time.monotonic() - start) * 1000,
+                )
+                watchdog.mark_slow(meta.name)
+            if not answered:
+                raise AnsweredAtDeadline
+            return response
         future = self.d.runtime.executor.submit(self._run_hooks, original)
         try:
-            return future.result(timeout=max(0.0, self.meta.deadline - time.monotonic()))
+            return future.result(timeout=max(0.0, meta.deadline - time.monotonic()))
         except NotDone:
             return self.in_flight()
+
+    def _at_deadline(self) -> None:
+        """In the watchdog thread: the hooks are still running in the request thread."""
+        self.d.runtime.watchdog.mark_slow(self.meta.name)  # their next calls go to the pool
+        self.d.answer_early(self.meta, self.in_flight())
 
     def in_flight(self) -> Response:
         hooks = self.d.bot.hooks

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .context import custom_fields, split_cid
+from .deadlines import Watchdog
 from .idempotency import Store, open_store
 from .pool import HandlerPool
 
@@ -49,6 +50,8 @@ class Runtime:
         self.queue = queue if queue is not None else open_queue(config.queue_url, bot)
         self._stream = stream
         self._pool = HandlerPool(64)
+        #: Answers at the deadline the calls that run in their request thread.
+        self.watchdog = Watchdog(config.inline_calls)
         bot._runtime = self  # type: ignore[attr-defined]
 
     @property

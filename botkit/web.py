@@ -16,7 +16,9 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Config, ConfigError
+from .deadlines import AnsweredAtDeadline
 from .dispatch import BEFORE_SEND, COMMAND, PUSH, Dispatcher, dumps
+from .dispatch import Response as Answer
 from .logs import configure_logging
 from .metrics import metrics_enabled
 from .runtime import Runtime
@@ -75,6 +77,7 @@ class WebhookRoutes:
             f"{prefix}/push": PUSH,
         }
         self.command_prefix = f"{prefix}/custom-commands/"
+        self.inline = dispatcher.config.inline_calls > 0
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -99,14 +102,22 @@ class WebhookRoutes:
             return _answer(start_response, 400, _BAD_LENGTH)
         except OSError:  # the client went away while sending
             return _answer(start_response, 400, _UNREADABLE)
+        early = None
+        if self.inline and environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
+            early = _EarlyAnswer(environ, start_response)
         try:
-            response = self.dispatcher.handle(kind, body, EnvironHeaders(environ), command_type)
+            response = self.dispatcher.handle(
+                kind, body, EnvironHeaders(environ), command_type, early
+            )
+        except AnsweredAtDeadline:  # the watchdog sent the answer while the handler ran
+            return []
         except Exception:  # a bug in botkit: never a traceback in the response
             log.exception("unexpected error while serving %s", path)
             return _answer(start_response, 500, _INTERNAL)
         headers = [("X-Botkit-Outcome", response.outcome)]
         if body is None:  # refused unread: the rest of the body must not be parsed as a request
             headers.append(("Connection", "close"))
+            _close_after(environ)
         return _answer(start_response, response.status, response.body, headers)
 
     def _read(self, environ: dict[str, Any]) -> bytes | None:
@@ -140,6 +151,58 @@ _UNREADABLE = dumps({"error": "could not read the body"})
 _INTERNAL = dumps({"error": "internal error"})
 
 
+class _EarlyAnswer:
+    """Sends an answer from the watchdog thread through the ``write`` callable of
+    PEP 3333, which gunicorn's workers write straight to the socket with.
+
+    The request thread is still busy with the handler, so the connection cannot take
+    the client's next request soon: the answer tells the client it is closed.
+    """
+
+    __slots__ = ("environ", "start_response")
+
+    def __init__(self, environ: dict[str, Any], start_response: StartResponse) -> None:
+        self.environ = environ
+        self.start_response = start_response
+
+    def __call__(self, response: Answer) -> None:
+        body = response.body
+        _close_after(self.environ)
+        write = self.start_response(
+            _STATUS[response.status],
+            [
+                ("Content-Type", _JSON),
+                ("Content-Length", str(len(body))),
+                ("X-Botkit-Outcome", response.outcome),
+            ],
+        )
+        write(body)
+
+
+def _close_after(environ: dict[str, Any]) -> None:
+    """Have gunicorn close the connection after this answer.
+
+    gunicorn drops a ``Connection`` header the app sets and writes its own, from its
+    response object: the bound method it passed as ``start_response`` (kept in the environ
+    by :class:`BotkitFlask`, since middleware may wrap it on the way in).
+    """
+    server_start = environ.get(_SERVER_START_RESPONSE)
+    force_close = getattr(getattr(server_start, "__self__", None), "force_close", None)
+    if force_close is not None:
+        force_close()
+
+
+_SERVER_START_RESPONSE = "botkit.server_start_response"
+
+
+class BotkitFlask(Flask):
+    """Flask, keeping the web server's own ``start_response`` in the environ."""
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Any:
+        environ[_SERVER_START_RESPONSE] = start_response
+        return self.wsgi_app(environ, start_response)
+
+
 def _answer(
     start_response: StartResponse,
     status: int,
@@ -166,7 +229,7 @@ def create_app(
             config.keyring.default_key,
             config.keyring.secret_for(),
         )
-    app = Flask(
+    app = BotkitFlask(
         "botkit", instance_path=os.path.abspath(flask_config.pop("instance_path", "instance"))
     )
     app.config.update(MAX_CONTENT_LENGTH=config.max_body_bytes, **flask_config)

@@ -443,6 +443,103 @@ def test_a_waiting_copy_does_not_run_the_handler_when_the_store_fails() -> None:
     assert runs == []
 
 
+# -- 6b. where handlers run: the request thread, with a watchdog for the deadline --------------
+
+
+@pytest.fixture
+def one_worker_bot(
+    stub: StreamStub, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[GunicornServer]:
+    """One worker, so that what one call teaches botkit applies to the next."""
+    env = getattr(request, "param", {})
+    with _bot_server(stub.url, 1, tmp_path, BOTKIT_STORE="memory://", **env) as server:
+        yield server
+
+
+def _where(server: GunicornServer, conn: http.client.HTTPConnection | None = None) -> HTTPResult:
+    body = command("/where")
+    if conn is None:
+        return post(server, "/custom-commands?type=where", body, str(uuid.uuid4()))
+    return signed_post(
+        conn,
+        PREFIX + "/custom-commands?type=where",
+        body,
+        api_key=KEY,
+        secret=SECRET,
+        webhook_id=str(uuid.uuid4()),
+    )
+
+
+def test_handlers_run_in_the_request_thread_and_the_watchdog_keeps_the_deadline(
+    one_worker_bot: GunicornServer, stub: StreamStub
+) -> None:
+    server = one_worker_bot
+    # A quick handler runs in the request thread; the connection stays open for more.
+    conn = server.connection(timeout=30)
+    try:
+        for _ in range(3):
+            answer = _where(server, conn)
+            assert answer.status == 200
+            assert answer.json()["message"]["text"] == "request"
+            assert answer.header("Connection") != "close"
+    finally:
+        conn.close()
+
+    # A handler past its deadline: the watchdog sends the placeholder while it still runs,
+    # and tells the client the connection closes (its request thread is busy).
+    cid = "messaging:watchdog-room"
+    first_id = str(uuid.uuid4())
+    first_body = command("/slow first", cid=cid)
+    first = post(server, "/custom-commands?type=slow", first_body, first_id)
+    assert first.status == 200
+    assert first.json()["message"]["text"] == "Working on /slow…"
+    assert first.header("X-Botkit-Outcome") == "late"
+    assert first.header("Connection") == "close"
+    assert count(effects(server), "slow-done", first_id) == 0  # it sleeps 3 s; budget 0.8 s
+    assert count(effects(server), "slow-in:request", first_id) == 1
+    (late,) = stub.wait_for(lambda: stub.sent_messages(cid), timeout=20)
+    assert late["text"] == "slow result for first"
+    assert late["id"] == late_message_id(first_id)
+    # Its copy is answered with the stored placeholder, byte for byte.
+    copy = post(server, "/custom-commands?type=slow", first_body, first_id, attempt=2)
+    assert (copy.status, copy.body) == (first.status, first.body)
+
+    # The next call of that slow command runs in a pool thread, so that it cannot hold
+    # request threads; other commands still run inline.
+    second_id = str(uuid.uuid4())
+    second = post(server, "/custom-commands?type=slow", command("/slow second", cid=cid), second_id)
+    assert second.json()["message"]["text"] == "Working on /slow…"
+    assert second.header("Connection") != "close"
+    assert count(effects(server), "slow-in:pool", second_id) == 1
+    assert _where(server).json()["message"]["text"] == "request"
+    stub.wait_for(lambda: len(stub.sent_messages(cid)) == 2 or None, timeout=20)
+    assert "Traceback" not in server.log()
+    assert "/slow took" in server.log()
+
+
+def test_before_send_hooks_past_the_deadline_are_answered_by_the_watchdog(
+    one_worker_bot: GunicornServer,
+) -> None:
+    server = one_worker_bot
+    payload = before_send_payload("please slow-open")
+    result = post(server, "/before-message-send", encode(payload), str(uuid.uuid4()))
+    assert result.json()["message"]["text"] == "please slow-open"
+    assert result.header("X-Botkit-Outcome") == "late"
+    assert result.header("Connection") == "close"
+    # Next time the hooks run in a pool thread: the request thread answers.
+    payload = before_send_payload("please slow-closed")
+    result = post(server, "/before-message-send", encode(payload), str(uuid.uuid4()))
+    assert result.json() == {"message": {"type": "error", "text": NEUTRAL_REJECTION}}
+    assert result.header("X-Botkit-Outcome") == "late"
+    assert result.header("Connection") != "close"
+    assert "before-send hooks took" in server.log()
+
+
+@pytest.mark.parametrize("one_worker_bot", [{"BOTKIT_INLINE_CALLS": "0"}], indirect=True)
+def test_inline_calls_can_be_turned_off(one_worker_bot: GunicornServer) -> None:
+    assert _where(one_worker_bot).json()["message"]["text"] == "pool"
+
+
 # -- 7. before-send hooks that overrun their budget ----------------------------------------------
 
 

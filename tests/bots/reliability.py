@@ -14,6 +14,8 @@ Commands (all answers depend only on the request, so copies answer byte for byte
 - ``/slow ARGS``: sleeps ``RELIABILITY_SLOW_SECONDS`` (3 s) under the normal budget, then
   returns ``slow result for ARGS`` to publish: botkit answers the placeholder and posts
   the result to the channel later.
+- ``/where``: answers ``request`` or ``pool``: the thread the handler ran in. ``/slow``
+  records the same as ``slow-in:request`` or ``slow-in:pool``.
 - ``/block``: budget 30 s. On attempt 1 it writes its worker's pid to ``block.pid`` and
   sleeps 60 s (long enough to be killed); on a later attempt it answers at once.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from typing import Any
 
@@ -99,9 +102,20 @@ def count_command(ctx: CommandContext) -> Message:
 @bot.command("slow", description="Take longer than the budget")
 def slow(ctx: CommandContext) -> Message:
     record("slow-start", ctx.webhook_id)
+    record(f"slow-in:{_where()}", ctx.webhook_id)
     time.sleep(_seconds("RELIABILITY_SLOW_SECONDS", 3))
     record("slow-done", ctx.webhook_id)
     return Message.publish(f"slow result for {ctx.args}")
+
+
+def _where() -> str:
+    """``pool`` in a thread of botkit's handler pool, else ``request``."""
+    return "pool" if threading.current_thread().name.startswith("botkit-handler") else "request"
+
+
+@bot.command("where", description="Say which thread the handler ran in")
+def where(ctx: CommandContext) -> Message:
+    return Message.ephemeral(_where())
 
 
 @bot.command("block", description="Block until killed (first attempt)", budget_ms=30_000)

@@ -1,0 +1,152 @@
+"""Keeping Stream's deadline while a handler runs in the request thread.
+
+Handing every handler to a pool thread and waiting for it with a timeout keeps the
+deadline anywhere, but costs two thread wake-ups and two GIL hand-overs per call: about a
+quarter of a worker's throughput under gunicorn. Where the web server lets another thread
+send the answer (gunicorn: the ``write`` callable that ``start_response`` returns writes
+straight to the socket), botkit runs the handler in the request thread instead, and one
+watchdog thread per process sends the placeholder when a deadline passes first. Whoever
+takes a call's :class:`Turn` first answers it: the request thread when the handler
+returns in time, the watchdog when it does not.
+
+Inline calls are bounded (``max_calls`` at once per process), so that handlers stuck
+past their deadline never hold every request thread; a handler that overran half its
+budget runs in the pool for the next minute (:meth:`Watchdog.allows`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+log = logging.getLogger("botkit")
+
+__all__ = ["AnsweredAtDeadline", "Turn", "Watchdog"]
+
+#: How long a handler that overran half its budget is sent to the pool.
+SLOW_FOR = 60.0
+#: The watchdog looks at the calls it watches at least this often while it has any.
+_TICK = 0.01
+
+
+class AnsweredAtDeadline(Exception):
+    """Raised in the request thread when the watchdog already sent the call's answer:
+    the layers above must not answer, store or log it again."""
+
+
+class Turn:
+    """One inline call: its deadline, and what to do when the deadline passes first."""
+
+    __slots__ = ("deadline", "late", "lock", "on_deadline")
+
+    def __init__(self, deadline: float, on_deadline: Callable[[], object]) -> None:
+        self.deadline = deadline
+        self.on_deadline = on_deadline
+        self.lock = threading.Lock()  # held by whoever answers
+        self.late = False
+
+
+class Watchdog:
+    """One thread per process that answers, at their deadline, calls still running."""
+
+    def __init__(self, max_calls: int) -> None:
+        self.max_calls = max_calls
+        self._slow: dict[str, float] = {}
+        self._reset()
+        _WATCHDOGS.add(self)
+
+    def _reset(self) -> None:
+        self._calls: dict[int, Turn] = {}
+        self._wake = threading.Event()
+        self._sleeping = True
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def allows(self, name: str) -> bool:
+        """May a call of ``name`` (a command, or ``before-send``) run inline now?"""
+        if len(self._calls) >= self.max_calls:
+            return False
+        until = self._slow.get(name)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        self._slow.pop(name, None)
+        return True
+
+    def mark_slow(self, name: str) -> None:
+        """Run ``name`` in the pool for the next :data:`SLOW_FOR` seconds."""
+        self._slow[name] = time.monotonic() + SLOW_FOR
+
+    def watch(self, deadline: float, on_deadline: Callable[[], object]) -> Turn:
+        """Start watching a call; ``on_deadline()`` runs in the watchdog thread if the
+        deadline passes before :meth:`finish`."""
+        turn = Turn(deadline, on_deadline)
+        self._calls[id(turn)] = turn
+        if self._sleeping:
+            if self._thread is None:
+                self._start_thread()
+            self._wake.set()
+        return turn
+
+    def finish(self, turn: Turn) -> bool:
+        """End a call: True if the caller answers it, False if the watchdog did.
+
+        Waits while the watchdog is still sending its answer, so that the request
+        thread returns only once the answer is out.
+        """
+        self._calls.pop(id(turn), None)
+        turn.lock.acquire()
+        return not turn.late
+
+    @property
+    def watching(self) -> int:
+        return len(self._calls)
+
+    def _start_thread(self) -> None:
+        with self._start:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name="botkit-watchdog", daemon=True)
+                thread.start()
+                self._thread = thread
+
+    def _run(self) -> None:
+        calls, wake = self._calls, self._wake
+        while True:
+            if not calls:
+                self._sleeping = True
+                wake.clear()
+                if not calls:  # a call may have come in between the two looks
+                    wake.wait()
+                self._sleeping = False
+                continue
+            now = time.monotonic()
+            next_look = now + _TICK
+            for turn in list(calls.values()):
+                if turn.deadline > now:
+                    next_look = min(next_look, turn.deadline)
+                elif turn.lock.acquire(blocking=False):
+                    calls.pop(id(turn), None)
+                    turn.late = True
+                    try:
+                        turn.on_deadline()
+                    except Exception:  # the request thread still ends the call
+                        log.exception("could not answer a call at its deadline")
+                    finally:
+                        turn.lock.release()
+            time.sleep(max(0.0, next_look - time.monotonic()))
+
+
+_WATCHDOGS: weakref.WeakSet[Watchdog] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for watchdog in list(_WATCHDOGS):  # the parent's thread did not come along
+        watchdog._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork)
