@@ -29,8 +29,10 @@ __all__ = ["AnsweredAtDeadline", "Turn", "Watchdog"]
 
 #: How long a handler that overran half its budget is sent to the pool.
 SLOW_FOR = 60.0
-#: The watchdog looks at the calls it watches at least this often while it has any.
+#: The watchdog looks at the calls it watches this often while calls come in; after
+#: ``_IDLE`` seconds without one it sleeps until the next (which then wakes it).
 _TICK = 0.01
+_IDLE = 1.0
 
 
 class AnsweredAtDeadline(Exception):
@@ -63,6 +65,7 @@ class Watchdog:
         self._calls: dict[int, Turn] = {}
         self._wake = threading.Event()
         self._sleeping = True
+        self._watched = 0  # calls watched so far: the watchdog sees it change while awake
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
 
@@ -87,6 +90,7 @@ class Watchdog:
         deadline passes before :meth:`finish`."""
         turn = Turn(deadline, on_deadline)
         self._calls[id(turn)] = turn
+        self._watched += 1  # not atomic: a lost count only shortens the watchdog's nap
         if self._sleeping:
             if self._thread is None:
                 self._start_thread()
@@ -115,14 +119,23 @@ class Watchdog:
                 self._thread = thread
 
     def _run(self) -> None:
+        # Waking the thread for every call would cost each call a thread switch: while
+        # calls keep coming, it looks every _TICK instead, and sleeps once they stop.
         calls, wake = self._calls, self._wake
+        seen, idle_since = -1, time.monotonic()
         while True:
             if not calls:
-                self._sleeping = True
-                wake.clear()
-                if not calls:  # a call may have come in between the two looks
-                    wake.wait()
-                self._sleeping = False
+                if seen != self._watched:
+                    seen, idle_since = self._watched, time.monotonic()
+                elif time.monotonic() - idle_since >= _IDLE:
+                    self._sleeping = True
+                    wake.clear()
+                    if not calls:  # a call may have come in between the two looks
+                        wake.wait()
+                    self._sleeping = False
+                    seen, idle_since = self._watched, time.monotonic()
+                    continue
+                time.sleep(_TICK)
                 continue
             now = time.monotonic()
             next_look = now + _TICK
