@@ -246,7 +246,9 @@ class _AnswerWriter:
     """
 
     #: Seconds the thread waits, once an answer is queued, for more to write with it.
-    linger = 0.002
+    #: Copies in other workers look for the answer every 20 ms anyway; a worker that
+    #: dies in this time leaves its claims to expire (``BOTKIT_CLAIM_TTL``).
+    linger = 0.02
 
     def __init__(
         self,
