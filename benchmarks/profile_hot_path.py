@@ -47,6 +47,8 @@ def environ_maker(route_name: str) -> Callable[[], dict[str, Any]]:
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1",
+        # as under gunicorn: handlers run in the request thread (botkit.deadlines)
+        "SERVER_SOFTWARE": "gunicorn/27.0.1",
         "REMOTE_ADDR": "127.0.0.1",
         "CONTENT_TYPE": "application/json",
         "CONTENT_LENGTH": str(len(body)),
