@@ -632,6 +632,7 @@ class _ThreadConn(threading.local):
     pid: int = -1
     generation: int = -1
     conn: sqlite3.Connection | None = None
+    uncached: sqlite3.Connection | None = None  # for the answers: see _connect
 
 
 # Connections inherited through fork() belong to the parent process. Closing them
@@ -707,19 +708,27 @@ class SQLiteStore(_AnswersLater):
 
     # -- connections -------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, uncached: bool = False) -> sqlite3.Connection:
+        """This thread's connection. ``uncached``: a second one without a statement
+        cache, for the answers: a cached statement keeps the values last bound to it, and
+        a batch of N answers is a statement of its own for every N, so a cache of them
+        kept every body of the last batch of each size (174 MB for 128 sizes of 20 KB)."""
         local = self._local
         pid = os.getpid()
-        if local.conn is not None and local.pid == pid and local.generation == self._generation:
-            return local.conn
-        if local.conn is not None and local.pid != pid:
-            _INHERITED_CONNECTIONS.append(local.conn)
-        local.conn = None
+        current = local.uncached if uncached else local.conn
+        if current is not None and local.pid == pid and local.generation == self._generation:
+            return current
+        if local.pid != pid:
+            for inherited in (local.conn, local.uncached):
+                if inherited is not None:
+                    _INHERITED_CONNECTIONS.append(inherited)
+            local.conn = local.uncached = None
         conn = sqlite3.connect(
             self.path,
             timeout=0,  # busy: see _retry
             isolation_level=None,
             check_same_thread=False,  # close() may run in another thread
+            cached_statements=0 if uncached else 128,
         )
         try:
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -734,7 +743,13 @@ class SQLiteStore(_AnswersLater):
             raise
         with self._lock:
             self._open.append((pid, conn))
-            local.pid, local.generation, local.conn = pid, self._generation, conn
+            if local.generation != self._generation:  # close() ended both
+                local.conn = local.uncached = None
+            local.pid, local.generation = pid, self._generation
+            if uncached:
+                local.uncached = conn
+            else:
+                local.conn = conn
         return conn
 
     @contextmanager
@@ -749,11 +764,13 @@ class SQLiteStore(_AnswersLater):
         """The rows of one statement, through :meth:`_retry`."""
         return self._retry(lambda conn: conn.execute(sql, params).fetchall(), write)
 
-    def _change(self, sql: str, params: tuple[Any, ...]) -> int:
+    def _change(self, sql: str, params: tuple[Any, ...], uncached: bool = False) -> int:
         """How many rows one writing statement changed, through :meth:`_retry`."""
-        return self._retry(lambda conn: conn.execute(sql, params).rowcount)
+        return self._retry(lambda conn: conn.execute(sql, params).rowcount, uncached=uncached)
 
-    def _retry(self, fn: Callable[[sqlite3.Connection], T], write: bool = True) -> T:
+    def _retry(
+        self, fn: Callable[[sqlite3.Connection], T], write: bool = True, uncached: bool = False
+    ) -> T:
         """``fn(connection)``, again after a short sleep while another process holds
         the database's write lock, for up to ``busy_timeout``; writes of this process
         take turns on a lock of their own."""
@@ -768,7 +785,7 @@ class SQLiteStore(_AnswersLater):
             if lock is not None and not lock.acquire(timeout=self.busy_timeout_ms / 1000):
                 raise sqlite3.OperationalError("database is locked (by this process)")
             try:
-                return fn(self._connect())
+                return fn(self._connect(uncached))
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() + delay >= deadline:
                     raise
@@ -837,7 +854,7 @@ class SQLiteStore(_AnswersLater):
             chunk = answers[start : start + step]
             sql = _SQLITE_ANSWERS + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
             params = tuple(value for answer in chunk for value in answer)
-            self._change(sql, params)
+            self._change(sql, params, uncached=True)
 
     def release(self, key: str, fingerprint: str) -> None:
         with self._errors("release"):

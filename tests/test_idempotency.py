@@ -695,6 +695,54 @@ def test_sqlite_connection_per_thread(tmp_path: Any) -> None:
     store.close()
 
 
+_RETAINED_SCRIPT = """
+import sys, time
+from botkit.idempotency import open_store
+
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) // 1024
+
+store = open_store("sqlite:///" + sys.argv[1])
+store.claim("warm", "fp", 30)
+before = rss_mb()
+body = b"b" * 65536
+for n in range(1, 65):  # 64 batch sizes, 130 MB of bodies in all
+    store._write_answers([(f"k{n}-{i}", "fp", 200, body, time.time() + 60) for i in range(n)])
+assert store.get("k64-63").body == body
+print(rss_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sqlite_answer_batches_do_not_keep_their_bodies(tmp_path: Any) -> None:
+    """A statement cache keeps the values last bound to each statement: with one
+    statement per batch size, it kept every body of the last batch of each size."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", _RETAINED_SCRIPT, str(tmp_path / "r.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < 40  # 130 when the bodies were kept
+
+
+def test_sqlite_answers_have_a_connection_of_their_own(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db")
+    assert isinstance(store, SQLiteStore)
+    assert store._connect(uncached=True) is not store._connect()
+    assert store._connect(uncached=True) is store._connect(uncached=True)
+    store.close()
+    assert store.claim("k", "fp", 30) is None
+    store.complete("k", "fp", 200, b"{}", 60)  # reopens both after close()
+    assert store.get("k") == Entry("fp", 200, b"{}")
+    store.close()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
 def test_sqlite_child_never_reuses_parent_connection(tmp_path: Any) -> None:
     import botkit.idempotency as idem
