@@ -10,8 +10,8 @@ takes a call's :class:`Turn` first answers it: the request thread when the handl
 returns in time, the watchdog when it does not.
 
 Inline calls are bounded (``max_calls`` at once per process), so that handlers stuck
-past their deadline never hold every request thread; a handler that overran half its
-budget runs in the pool for the next minute (:meth:`Watchdog.allows`).
+past their deadline never hold every request thread; a handler that took more than half
+its budget runs in the pool for the next minute (:meth:`Watchdog.allows`).
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ class AnsweredAtDeadline(Exception):
 class Turn:
     """One inline call: its deadline, and what to do when the deadline passes first."""
 
-    __slots__ = ("deadline", "late", "lock", "on_deadline")
+    __slots__ = ("deadline", "late", "lock", "name", "on_deadline", "start")
 
-    def __init__(self, deadline: float, on_deadline: Callable[[], object]) -> None:
+    def __init__(self, name: str, deadline: float, on_deadline: Callable[[], object]) -> None:
+        self.name = name
+        self.start = time.monotonic()
         self.deadline = deadline
         self.on_deadline = on_deadline
         self.lock = threading.Lock()  # held by whoever answers
@@ -70,7 +72,7 @@ class Watchdog:
         self._start = threading.Lock()
 
     def allows(self, name: str) -> bool:
-        """May a call of ``name`` (a command, or ``before-send``) run inline now?"""
+        """May a call of ``name`` (``/command``, ``before-send hooks``) run inline now?"""
         if len(self._calls) >= self.max_calls:
             return False
         until = self._slow.get(name)
@@ -85,10 +87,10 @@ class Watchdog:
         """Run ``name`` in the pool for the next :data:`SLOW_FOR` seconds."""
         self._slow[name] = time.monotonic() + SLOW_FOR
 
-    def watch(self, deadline: float, on_deadline: Callable[[], object]) -> Turn:
-        """Start watching a call; ``on_deadline()`` runs in the watchdog thread if the
-        deadline passes before :meth:`finish`."""
-        turn = Turn(deadline, on_deadline)
+    def watch(self, name: str, deadline: float, on_deadline: Callable[[], object]) -> Turn:
+        """Start watching a call of ``name``; ``on_deadline()`` runs in the watchdog
+        thread if the deadline passes before :meth:`finish`."""
+        turn = Turn(name, deadline, on_deadline)
         self._calls[id(turn)] = turn
         self._watched += 1  # not atomic: a lost count only shortens the watchdog's nap
         if self._sleeping:
@@ -101,10 +103,21 @@ class Watchdog:
         """End a call: True if the caller answers it, False if the watchdog did.
 
         Waits while the watchdog is still sending its answer, so that the request
-        thread returns only once the answer is out.
+        thread returns only once the answer is out. A call that took more than half its
+        budget sends the next calls of its name to the pool (:data:`SLOW_FOR`).
         """
         self._calls.pop(id(turn), None)
         turn.lock.acquire()
+        took = time.monotonic() - turn.start
+        if turn.late or took > (turn.deadline - turn.start) / 2:
+            log.info(
+                "%s took %.0f ms, more than half its budget: it runs in a pool thread "
+                "for the next %.0f s",
+                turn.name,
+                took * 1000,
+                SLOW_FOR,
+            )
+            self.mark_slow(turn.name)
         return not turn.late
 
     @property
@@ -145,6 +158,7 @@ class Watchdog:
                 elif turn.lock.acquire(blocking=False):
                     calls.pop(id(turn), None)
                     turn.late = True
+                    self.mark_slow(turn.name)  # before the answer: the next calls go elsewhere
                     try:
                         turn.on_deadline()
                     except Exception:  # the request thread still ends the call

@@ -531,13 +531,13 @@ class CommandRun(Runner):
         start = time.monotonic()
         meta = self.meta
         watchdog = d.runtime.watchdog
-        if meta.early is not None and watchdog.allows(meta.name):
-            turn = watchdog.watch(meta.deadline, self._at_deadline)
+        name = f"/{meta.name}"
+        if meta.early is not None and watchdog.allows(name):
+            turn = watchdog.watch(name, meta.deadline, self._at_deadline)
             try:
                 msg = d.call_command(ctx, self.cmd, self.route)
             except Exception as exc:
                 if not watchdog.finish(turn):
-                    self._overran(start)
                     self._late(None, exc)
                     raise AnsweredAtDeadline from None
                 response = d._reply(ctx, _failure(ctx, d.command_failed(ctx, exc)), "error")
@@ -546,11 +546,8 @@ class CommandRun(Runner):
                 watchdog.finish(turn)
                 raise
             if not watchdog.finish(turn):
-                self._overran(start)
                 self._late(msg, None)
                 raise AnsweredAtDeadline
-            if time.monotonic() - start > (meta.deadline - start) / 2:
-                self._overran(start)
         else:
             future = d.runtime.executor.submit(d.call_command, ctx, self.cmd, self.route)
             try:
@@ -582,15 +579,7 @@ class CommandRun(Runner):
 
     def _at_deadline(self) -> None:
         """In the watchdog thread: the handler is still running in the request thread."""
-        self.d.runtime.watchdog.mark_slow(self.meta.name)  # its next calls go to the pool
         self.d.answer_early(self.meta, self.in_flight())
-
-    def _overran(self, start: float) -> None:
-        took = time.monotonic() - start
-        log.info(
-            "/%s took %.0f ms: it runs in a pool thread for a while", self.ctx.command, took * 1000
-        )
-        self.d.runtime.watchdog.mark_slow(self.meta.name)
 
     def _late_call(self, future: Call[Message]) -> None:
         exc = future.exception()
@@ -659,19 +648,12 @@ class BeforeSendRun(Runner):
             return self._answer(original)
         meta = self.meta
         watchdog = self.d.runtime.watchdog
-        if meta.early is not None and watchdog.allows(meta.name):
-            start = time.monotonic()
-            turn = watchdog.watch(meta.deadline, self._at_deadline)
+        if meta.early is not None and watchdog.allows("before-send hooks"):
+            turn = watchdog.watch("before-send hooks", meta.deadline, self._at_deadline)
             try:
                 response = self._run_hooks(original)
             finally:
                 answered = watchdog.finish(turn)
-            if not answered or time.monotonic() - start > (meta.deadline - start) / 2:
-                log.info(
-                    "before-send hooks took %.0f ms: they run in a pool thread for a while",
-                    (time.monotonic() - start) * 1000,
-                )
-                watchdog.mark_slow(meta.name)
             if not answered:
                 raise AnsweredAtDeadline
             return response
@@ -683,7 +665,6 @@ class BeforeSendRun(Runner):
 
     def _at_deadline(self) -> None:
         """In the watchdog thread: the hooks are still running in the request thread."""
-        self.d.runtime.watchdog.mark_slow(self.meta.name)  # their next calls go to the pool
         self.d.answer_early(self.meta, self.in_flight())
 
     def in_flight(self) -> Response:

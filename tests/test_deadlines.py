@@ -5,6 +5,7 @@ The same, end to end under gunicorn, is in ``test_exactly_once.py`` (section 6b)
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -28,7 +29,7 @@ KEY, SECRET = "deadline-key", "deadline-secret"
 def test_a_call_finished_in_time_is_answered_by_its_own_thread() -> None:
     watchdog = Watchdog(4)
     called: list[str] = []
-    turn = watchdog.watch(time.monotonic() + 60, lambda: called.append("watchdog"))
+    turn = watchdog.watch("/test", time.monotonic() + 60, lambda: called.append("watchdog"))
     assert watchdog.watching == 1
     assert watchdog.finish(turn) is True
     assert watchdog.watching == 0
@@ -45,7 +46,7 @@ def test_the_watchdog_answers_a_late_call_and_the_caller_waits_for_that_answer()
         time.sleep(0.2)  # the caller's finish() must wait for the answer to be out
         answered.set()
 
-    turn = watchdog.watch(time.monotonic() + 0.05, at_deadline)
+    turn = watchdog.watch("/test", time.monotonic() + 0.05, at_deadline)
     while not seen:
         time.sleep(0.01)
     assert watchdog.finish(turn) is False
@@ -57,7 +58,7 @@ def test_a_failing_answer_is_logged_and_the_call_still_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     watchdog = Watchdog(4)
-    turn = watchdog.watch(time.monotonic(), lambda: 1 / 0)
+    turn = watchdog.watch("/test", time.monotonic(), lambda: 1 / 0)
     deadline = time.monotonic() + 10
     while "could not answer" not in caplog.text:
         assert time.monotonic() < deadline
@@ -69,27 +70,44 @@ def test_inline_calls_are_bounded_and_slow_handlers_go_to_the_pool(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     watchdog = Watchdog(2)
-    turns = [watchdog.watch(time.monotonic() + 60, lambda: None) for _ in range(2)]
-    assert not watchdog.allows("gif")  # two calls run inline already
+    turns = [watchdog.watch("/test", time.monotonic() + 60, lambda: None) for _ in range(2)]
+    assert not watchdog.allows("/gif")  # two calls run inline already
     watchdog.finish(turns.pop())
-    assert watchdog.allows("gif")
-    watchdog.mark_slow("gif")
-    assert not watchdog.allows("gif")
-    assert watchdog.allows("ticket")
+    assert watchdog.allows("/gif")
+    watchdog.mark_slow("/gif")
+    assert not watchdog.allows("/gif")
+    assert watchdog.allows("/ticket")
     monkeypatch.setattr(deadlines, "SLOW_FOR", 0.0)
-    watchdog.mark_slow("gif")
-    assert watchdog.allows("gif")  # the minute is over
+    watchdog.mark_slow("/gif")
+    assert watchdog.allows("/gif")  # the minute is over
+
+
+def test_a_call_over_half_its_budget_sends_the_next_ones_to_the_pool(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="botkit")
+    watchdog = Watchdog(4)
+    quick = watchdog.watch("/quick", time.monotonic() + 60, lambda: None)
+    assert watchdog.finish(quick) is True
+    assert watchdog.allows("/quick")
+    slow = watchdog.watch("/slow", time.monotonic() + 0.2, lambda: None)
+    time.sleep(0.15)  # over half of 0.2 s, under the deadline (or past it: slow either way)
+    watchdog.finish(slow)
+    assert not watchdog.allows("/slow")
+    assert "/slow took" in caplog.text
 
 
 def test_a_forked_child_has_a_watchdog_of_its_own() -> None:
     watchdog = Watchdog(4)
-    watchdog.finish(watchdog.watch(time.monotonic() + 60, lambda: None))  # parent's thread runs
+    watchdog.finish(
+        watchdog.watch("/test", time.monotonic() + 60, lambda: None)
+    )  # parent's thread runs
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: the parent's thread did not come along
         try:
             done = threading.Event()
-            turn = watchdog.watch(time.monotonic() + 0.05, done.set)
+            turn = watchdog.watch("/test", time.monotonic() + 0.05, done.set)
             ok = done.wait(10) and watchdog.finish(turn) is False
             os.write(write_end, b"ok" if ok else b"no")
         finally:
