@@ -107,6 +107,7 @@ def test_declared_content_length_over_the_limit_is_413(
     result = signed_post(conn, f"{COMMANDS}?type=gif", _oversized())
     assert result.status == 413
     assert result.json() == {"error": "body too large"}
+    assert result.will_close  # the body was left unread: gunicorn must not read on
     _still_usable(server, conn, result)
 
 
