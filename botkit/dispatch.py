@@ -532,21 +532,18 @@ class CommandRun(Runner):
         meta = self.meta
         watchdog = d.runtime.watchdog
         name = f"/{meta.name}"
+        msg: Message | None = None
+        error: Exception | None = None
         if meta.early is not None and watchdog.allows(name):
             turn = watchdog.watch(name, meta.deadline, self._at_deadline)
             try:
                 msg = d.call_command(ctx, self.cmd, self.route)
             except Exception as exc:
-                if not watchdog.finish(turn):
-                    self._late(None, exc)
-                    raise AnsweredAtDeadline from None
-                response = d._reply(ctx, _failure(ctx, d.command_failed(ctx, exc)), "error")
-                return Response(response.status, response.body, "error", cacheable=False)
-            except BaseException:
-                watchdog.finish(turn)
-                raise
-            if not watchdog.finish(turn):
-                self._late(msg, None)
+                error = exc
+            finally:
+                answered = watchdog.finish(turn)
+            if not answered:
+                self._late(msg, error)
                 raise AnsweredAtDeadline
         else:
             future = d.runtime.executor.submit(d.call_command, ctx, self.cmd, self.route)
@@ -556,8 +553,11 @@ class CommandRun(Runner):
                 future.add_done_callback(self._late_call)
                 return self.in_flight()
             except Exception as exc:
-                response = d._reply(ctx, _failure(ctx, d.command_failed(ctx, exc)), "error")
-                return Response(response.status, response.body, "error", cacheable=False)
+                error = exc
+        if error is not None:
+            response = d._reply(ctx, _failure(ctx, d.command_failed(ctx, error)), "error")
+            return Response(response.status, response.body, "error", cacheable=False)
+        assert msg is not None
         response = d._reply(ctx, msg)
         if signals.command_completed.receivers:
             signals.command_completed.send(

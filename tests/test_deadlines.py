@@ -10,7 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from werkzeug.datastructures import Headers
@@ -149,8 +149,15 @@ class Early:
             self.release.set()
 
 
+class LateBot(NamedTuple):
+    dispatcher: Dispatcher
+    queue: Recorded
+    where: list[str]  # the threads the commands ran in
+    release: threading.Event  # lets the slow handlers return
+
+
 @pytest.fixture
-def late_bot() -> Iterator[tuple[Dispatcher, Recorded, list[str]]]:
+def late_bot() -> Iterator[LateBot]:
     bot = Bot()
     where: list[str] = []
     release = threading.Event()
@@ -180,10 +187,8 @@ def late_bot() -> Iterator[tuple[Dispatcher, Recorded, list[str]]]:
     queue = Recorded()
     runtime = Runtime(bot, config, queue=queue)
     dispatcher = Dispatcher(runtime)
-    # the watchdog's answer lets the handler go on
-    dispatcher.release = release  # type: ignore[attr-defined]
     try:
-        yield dispatcher, queue, where
+        yield LateBot(dispatcher, queue, where, release)
     finally:
         release.set()
         runtime.close()
@@ -206,10 +211,10 @@ def _call(
 
 
 def test_a_late_command_is_answered_by_the_watchdog_stored_and_posted_later(
-    late_bot: tuple[Dispatcher, Recorded, list[str]],
+    late_bot: LateBot,
 ) -> None:
-    dispatcher, queue, where = late_bot
-    early = Early(dispatcher.release)  # type: ignore[attr-defined]
+    dispatcher, queue, where, release = late_bot
+    early = Early(release)  # the watchdog's answer lets the handler go on
     payload = command_payload("/nap well", cid="messaging:naps")
     with pytest.raises(AnsweredAtDeadline):
         _call(dispatcher, "command", payload, "wh-nap", early, "nap")
@@ -237,19 +242,19 @@ def test_a_late_command_is_answered_by_the_watchdog_stored_and_posted_later(
 
 
 def test_without_a_way_to_answer_early_handlers_run_in_the_pool(
-    late_bot: tuple[Dispatcher, Recorded, list[str]],
+    late_bot: LateBot,
 ) -> None:
-    dispatcher, _, where = late_bot
+    dispatcher, _, where, _ = late_bot
     quick = _call(dispatcher, "command", command_payload("/quick"), "wh-q", None, "quick")
     assert quick.json()["message"]["text"] == "quick"
     assert where[0].startswith("botkit-handler")
 
 
 def test_late_before_send_hooks_fail_open_from_the_watchdog(
-    late_bot: tuple[Dispatcher, Recorded, list[str]],
+    late_bot: LateBot,
 ) -> None:
-    dispatcher, _, _ = late_bot
-    early = Early(dispatcher.release)  # type: ignore[attr-defined]
+    dispatcher, _, _, release = late_bot
+    early = Early(release)
     payload = before_send_payload("hold on")
     with pytest.raises(AnsweredAtDeadline):
         _call(dispatcher, "before_send", payload, "wh-bs", early)
