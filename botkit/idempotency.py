@@ -107,6 +107,8 @@ SQLITE_CHECKPOINT_EVERY = 0.5
 #: the WAL stays past any threshold and every commit ran a checkpoint, fsync included:
 #: a quarter of the claims' throughput in a two-process micro-benchmark.
 SQLITE_AUTOCHECKPOINT_PAGES = 0
+#: The WAL file is cut back to this size when it starts over after a burst.
+SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
 SQLITE_CACHE_KIB = 512
 SQLITE_CLEANUP_BATCH = 1000
 
@@ -603,6 +605,15 @@ CREATE TABLE IF NOT EXISTS botkit_idempotency (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS botkit_idempotency_expires ON botkit_idempotency (expires_at);
+CREATE TABLE IF NOT EXISTS botkit_claims (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS botkit_claim_answered AFTER INSERT ON botkit_idempotency
+BEGIN
+    DELETE FROM botkit_claims WHERE key = NEW.key;
+END;
 CREATE TABLE IF NOT EXISTS botkit_counters (
     name TEXT NOT NULL,
     field TEXT NOT NULL,
@@ -616,19 +627,29 @@ CREATE TABLE IF NOT EXISTS botkit_counters (
 # and lets go of the write lock inside one sqlite3_step, which runs without the GIL. (A
 # RETURNING clause, or BEGIN ... COMMIT around several statements, would hold the lock
 # while the thread waits for the GIL in between: milliseconds when a worker is busy.)
+# Claims live in a table of their own, one small B-tree with only the webhooks in flight:
+# a claim changes one or two pages, where a row of the answers table changes its table,
+# its key index and its expiry index, and grows the file. The trigger above deletes a
+# claim in the statement that stores its answer; a webhook with a live answer cannot be
+# claimed again.
 _SQLITE_CLAIM = (
-    "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
-    " VALUES (?, ?, NULL, NULL, ?)"
+    "INSERT INTO botkit_claims (key, fingerprint, expires_at)"
+    " SELECT ?1, ?2, ?3 WHERE NOT EXISTS"
+    " (SELECT 1 FROM botkit_idempotency WHERE key = ?1 AND expires_at > ?4)"
     " ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint,"
-    " status = NULL, body = NULL, expires_at = excluded.expires_at"
-    " WHERE botkit_idempotency.expires_at <= ?"
+    " expires_at = excluded.expires_at"
+    " WHERE botkit_claims.expires_at <= ?4"
 )
 _SQLITE_ANSWERS = (
     "INSERT OR REPLACE INTO botkit_idempotency (key, fingerprint, status, body, expires_at) VALUES "
 )
 _SQLITE_ANSWERS_PER_STATEMENT = 500  # 5 parameters each: well under SQLite's 32,766
+# An answer (or the pending row of a botkit before the claims table) first, then a claim.
 _SQLITE_GET = (
-    "SELECT fingerprint, status, body FROM botkit_idempotency WHERE key = ? AND expires_at > ?"
+    "SELECT fingerprint, status, body FROM botkit_idempotency WHERE key = ?1 AND expires_at > ?2"
+    " UNION ALL SELECT fingerprint, NULL, NULL FROM botkit_claims"
+    " WHERE key = ?1 AND expires_at > ?2"
+    " LIMIT 1"
 )
 
 
@@ -650,8 +671,9 @@ class SQLiteStore(_AnswersLater):
 
     WAL mode, one connection per thread and per process (a connection opened
     before gunicorn forks is never used by a child), autocommit: a claim is one
-    ``INSERT … ON CONFLICT … DO UPDATE … WHERE expired`` statement, so no lock is held
-    while a handler runs. Expiry is the ``expires_at`` column, compared with the
+    ``INSERT … ON CONFLICT … DO UPDATE … WHERE expired`` statement on a small table of
+    the webhooks in flight, so no lock is held while a handler runs; the statement that
+    stores an answer deletes its claim. Expiry is the ``expires_at`` column, compared with the
     injected clock; expired rows are deleted in small batches every
     ``SQLITE_CLEANUP_EVERY`` claims, off the request threads.
 
@@ -741,6 +763,7 @@ class SQLiteStore(_AnswersLater):
             # bought nothing but resident memory.
             conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
+            conn.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
         except BaseException:
             conn.close()
             raise
@@ -863,8 +886,7 @@ class SQLiteStore(_AnswersLater):
         with self._errors("release"):
             self._retry(
                 lambda conn: conn.execute(
-                    "DELETE FROM botkit_idempotency WHERE key = ? AND fingerprint = ?"
-                    " AND status IS NULL AND expires_at > ?",
+                    "DELETE FROM botkit_claims WHERE key = ? AND fingerprint = ? AND expires_at > ?",
                     (key, fingerprint, self._clock()),
                 )
             )
@@ -885,8 +907,25 @@ class SQLiteStore(_AnswersLater):
             self.cleanup()
         if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
             self._checkpointed = time.monotonic()
-            # PASSIVE: copies what it can without the write lock, so claims go on meanwhile.
-            self._rows("PRAGMA wal_checkpoint(PASSIVE)", (), write=False)
+            self.checkpoint()
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy the WAL into the database file and, when no write is under way, have
+        the next write start the WAL over; return SQLite's ``(busy, frames in the WAL,
+        frames copied)`` of the second step.
+
+        Under writes that never pause, SQLite finds no moment of its own to start the WAL
+        over: with only ``PASSIVE`` checkpoints it grew by hundreds of megabytes a minute,
+        every write appending pages the kernel had to allocate. So a ``PASSIVE``
+        checkpoint (which holds no one back) copies what is there, then a ``RESTART`` one
+        copies the few frames written since, holding writes back for that moment. It
+        does not wait: when a write holds the lock it returns busy, and the next call,
+        ``SQLITE_CHECKPOINT_EVERY`` seconds later, tries again.
+        """
+        conn = self._connect()  # busy_timeout 0: see _retry
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        return int(busy), int(frames), int(copied)
 
     def cleanup(self) -> int:
         """Delete up to ``SQLITE_CLEANUP_BATCH`` expired rows; return how many.
@@ -895,20 +934,25 @@ class SQLiteStore(_AnswersLater):
         writes the answers. Never raises:
         a busy database just postpones the cleanup.
         """
-        try:
-            cur = self._retry(
-                lambda conn: conn.execute(
-                    "DELETE FROM botkit_idempotency WHERE rowid IN"
-                    " (SELECT rowid FROM botkit_idempotency WHERE expires_at <= ? LIMIT ?)",
-                    (self._clock(), SQLITE_CLEANUP_BATCH),
-                )
-            )
-        except (sqlite3.Error, OSError) as exc:
-            logger.debug("sqlite store %s: cleanup skipped: %s", self.url, exc)
-            return 0
-        if cur.rowcount:
-            logger.debug("sqlite store %s: deleted %d expired entries", self.url, cur.rowcount)
-        return int(cur.rowcount)
+        now = self._clock()
+        deleted = 0
+        for sql, params in (
+            # claims left by a worker that died before answering: few, a whole-table look
+            ("DELETE FROM botkit_claims WHERE expires_at <= ?", (now,)),
+            (
+                "DELETE FROM botkit_idempotency WHERE rowid IN"
+                " (SELECT rowid FROM botkit_idempotency WHERE expires_at <= ? LIMIT ?)",
+                (now, SQLITE_CLEANUP_BATCH),
+            ),
+        ):
+            try:
+                deleted += self._change(sql, params)
+            except (sqlite3.Error, OSError) as exc:
+                logger.debug("sqlite store %s: cleanup skipped: %s", self.url, exc)
+                break
+        if deleted:
+            logger.debug("sqlite store %s: deleted %d expired entries", self.url, deleted)
+        return deleted
 
     def ping(self) -> None:
         with self._errors("ping"):

@@ -667,11 +667,90 @@ def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(idem, "SQLITE_CLEANUP_EVERY", 10)
     for i in range(9):
         assert store.claim(f"old-{i}", "fp", 1) is None
+    store.complete("old-0", "fp", 200, b"done", 2)  # its claim goes with the answer
+    store.complete("kept", "fp", 200, b"kept", 60)
+
+    def rows() -> dict[str, list[str]]:
+        return {
+            table: sorted(key for (key,) in db.execute(f"SELECT key FROM {table}"))
+            for table in ("botkit_claims", "botkit_idempotency")
+        }
+
+    assert rows() == {
+        "botkit_claims": [f"old-{i}" for i in range(1, 9)],
+        "botkit_idempotency": ["kept", "old-0"],
+    }
     clock.advance(5)
-    assert db.execute("SELECT COUNT(*) FROM botkit_idempotency").fetchone()[0] == 9
     assert store.claim("new", "fp", 30) is None  # 10th claim asks for the cleanup
     assert store.flush(5)  # which runs on the store's own thread
-    assert db.execute("SELECT key FROM botkit_idempotency").fetchall() == [("new",)]
+    assert rows() == {"botkit_claims": ["new"], "botkit_idempotency": ["kept"]}
+    db.close()
+    store.close()
+
+
+def _wal_frames(path: Any) -> int:
+    """Frames in the WAL, as a PASSIVE checkpoint of a fresh connection reports them."""
+    db = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        return int(db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+    finally:
+        db.close()
+
+
+def test_sqlite_checkpoint_starts_the_wal_over(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/w.db")
+    assert isinstance(store, SQLiteStore)
+    for i in range(300):
+        assert store.claim(f"k{i}", "fp", 30) is None
+        store.complete(f"k{i}", "fp", 200, b"x" * 900, 60)
+    grown = _wal_frames(tmp_path / "w.db")
+    assert grown > 300  # every claim and answer appended pages
+    busy, frames, copied = store.checkpoint()
+    assert (busy, frames, copied) == (0, grown, grown)
+    assert store.claim("next", "fp", 30) is None
+    # the write after the checkpoint started the WAL over instead of appending to it
+    assert 0 < _wal_frames(tmp_path / "w.db") < 10
+    assert store.get("k299") == Entry("fp", 200, b"x" * 900)
+    store.close()
+
+
+def test_sqlite_checkpoint_does_not_wait_for_a_writer(tmp_path: Any) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/b.db")
+    assert isinstance(store, SQLiteStore)
+    assert store.claim("a", "fp", 30) is None
+    writer = sqlite3.connect(str(tmp_path / "b.db"), isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+    try:
+        busy, _, _ = store.checkpoint()
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert busy == 1  # it returned at once; the next one tries again
+    assert store.checkpoint()[0] == 0
+    store.close()
+
+
+def test_sqlite_claims_table_answers_and_older_pending_rows(tmp_path: Any) -> None:
+    clock = FakeClock()
+    store = open_store(f"sqlite:///{tmp_path}/o.db", clock=clock)
+    db = sqlite3.connect(str(tmp_path / "o.db"), isolation_level=None)
+    assert store.claim("k", "fp", 5) is None
+    assert db.execute("SELECT key, fingerprint FROM botkit_claims").fetchall() == [("k", "fp")]
+    store.complete("k", "fp", 200, b"ok", 60)
+    # the statement that stored the answer deleted the claim
+    assert db.execute("SELECT COUNT(*) FROM botkit_claims").fetchone()[0] == 0
+    clock.advance(10)  # past the claim's TTL, inside the answer's
+    assert store.claim("k", "fp2", 5) == Entry("fp", 200, b"ok")
+    # a pending row written by a botkit from before the claims table still holds its key
+    db.execute(
+        "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
+        " VALUES ('old', 'fp-old', NULL, NULL, ?)",
+        (clock() + 30,),
+    )
+    assert store.claim("old", "fp", 30) == Entry("fp-old", None, None)
+    assert store.get("old") == Entry("fp-old", None, None)
+    clock.advance(31)
+    assert store.claim("old", "fp", 30) is None  # and expires as it did
     db.close()
     store.close()
 
