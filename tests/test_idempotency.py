@@ -589,6 +589,60 @@ def test_redis_unreadable_value_is_unavailable(redis_server: RedisServer, redis_
     store.close()
 
 
+def test_redis_error_reply_is_unavailable_and_the_connection_stays_in_step(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    store = open_store(redis_url)
+    assert isinstance(store, RedisStore)
+    try:
+        assert store.claim("before", "fp", 30) is None
+        conn = store._local.conn
+        redis_server.command("CONFIG", "SET", "maxmemory", "1")  # every write: -OOM
+        try:
+            for call in (
+                lambda: store.claim("k", "fp", 30),
+                lambda: store.complete("k", "fp", 200, b"ok", 60),
+            ):
+                with pytest.raises(StoreUnavailable, match="OOM"):
+                    call()
+        finally:
+            redis_server.command("CONFIG", "SET", "maxmemory", "0")
+        # the error replies were read whole: the same connection goes on
+        assert store.claim("k", "fp", 30) is None
+        assert store.claim("k", "fp2", 30) == Entry("fp", None, None)
+        assert store._local.conn is conn
+    finally:
+        store.close()
+
+
+class _Dribble:
+    """A socket whose reads return one byte at a time, as a slow network may."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+
+    def recv(self, size: int) -> bytes:
+        return bytes(self.sock.recv(1))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def test_redis_replies_read_in_pieces(redis_server: RedisServer, redis_url: str) -> None:
+    store = open_store(redis_url)
+    assert isinstance(store, RedisStore)
+    try:
+        assert store.claim("a", "fp", 30) is None
+        conn = store._local.conn
+        conn._sock = _Dribble(conn._sock)
+        assert store.claim("b", "fp", 30) is None
+        assert store.claim("b", "fp2", 30) == Entry("fp", None, None)
+        store._write_answers([(f"k{i}", "fp", 200, b"x" * i, time.time() + 60) for i in range(50)])
+        assert all(store.get(f"k{i}") == Entry("fp", 200, b"x" * i) for i in range(50))
+    finally:
+        store.close()
+
+
 def test_sqlite_lock_error_is_unavailable(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/locked.db?busy_timeout=50")
     blocker = sqlite3.connect(str(tmp_path / "locked.db"), isolation_level=None)
