@@ -6,18 +6,22 @@ worker count (``-w 2 --threads 8`` by default), on a free loopback port. Load co
 bodies of about 1 KB and 20 KB, a new ``X-Webhook-Id`` on every request so the
 idempotency store does real work.
 
-For each run (``--runs``), every route is measured on every target in turn, the order of
-the targets rotating from one run to the next so that machine drift cancels out:
+For each run (``--runs``), every server is started afresh and every route measured:
 
-1. a short warm-up;
-2. the maximum rate: wrk as fast as it can for ``--duration`` seconds;
+1. a short warm-up of each target;
+2. the maximum rate in slices of ``--duration`` seconds, in ``--rounds`` rounds of
+   ``flask, t1, flask, t2, ..., flask`` (the targets' order rotating from round to
+   round). A slice's ratio is its rate over the mean of the two Flask slices around it,
+   which cancels the machine's drift. This machine's speed jumps between states for
+   seconds at a time, so a slice counts only when the two Flask slices around it agree
+   within ``--steady`` (20 %); with fewer than three such slices, all of them count;
 3. latency at a fixed fraction (``--rate-fraction``, default 0.5) of that maximum: wrk
    paced by its ``delay()`` hook (each connection waits after every response), since
    wrk has no constant-rate mode and wrk2 is not a Debian package.
 
 Peak RSS per worker is the highest ``VmHWM`` in ``/proc/<pid>/status`` of the target's
-gunicorn workers, sampled while the row is measured. The table shows medians over the
-runs; the ratio is botkit's rate over the hand-written Flask app's, paired run by run.
+gunicorn workers, sampled while the row is measured. The table shows medians: of the
+counted slices' ratios, of all slices' rates, of the runs' latencies.
 
 Usage: ``make bench`` or ``.venv/bin/python benchmarks/bench.py --help``.
 """
@@ -120,6 +124,8 @@ BASELINES = (Target("flask", "flask_baseline:app"), Target("wsgi", "wsgi_baselin
 #: ``redis+huey``: the Redis store with push handlers on huey over Redis, run by a real
 #: ``botkit worker`` (8 threads, as thread://): measured on the push route only.
 STORES = ("memory", "sqlite", "redis", "redis+huey")
+#: Fewer steady slices than this, and the ratio is the median of all of them.
+MIN_STEADY = 3
 HUEY = "redis+huey"
 
 
@@ -416,7 +422,8 @@ class Row:
     route: Route
     target: Target
     max: list[tuple[int, Sample]] = field(default_factory=list)  # (run, slice)
-    ratios: list[float] = field(default_factory=list)  # over the flask slices around each
+    # (slice / mean of the flask slices around it, whether those two agreed: see --steady)
+    ratios: list[tuple[float, bool]] = field(default_factory=list)
     paced: list[Sample] = field(default_factory=list)
     rss_kb: int = 0
     skipped: str = ""
@@ -592,8 +599,9 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                         if flask:
                             for i in range(1, len(seq), 2):
                                 row = rows[(route.name, seq[i].target.name)]
-                                around = (samples[i - 1].rps + samples[i + 1].rps) / 2
-                                row.ratios.append(samples[i].rps / around)
+                                before, after = samples[i - 1].rps, samples[i + 1].rps
+                                steady = abs(before - after) <= args.steady * max(before, after)
+                                row.ratios.append((samples[i].rps / ((before + after) / 2), steady))
                     for server in measured:
                         row = rows[(route.name, server.target.name)]
                         latency(args, server, route, files, sampler, row, run)
@@ -626,24 +634,28 @@ def _median(values: list[float]) -> float:
 
 def table(rows: list[Row], args: argparse.Namespace) -> str:
     head = (
-        "route", "target", "req/s", "vs flask", "middle half", "p50 ms", "p99 ms", "at req/s",
-        "RSS MB", "errors",
+        "route", "target", "req/s", "vs flask", "middle half", "slices", "p50 ms", "p99 ms",
+        "at req/s", "RSS MB", "errors",
     )  # fmt: skip
     lines: list[tuple[str, ...]] = [head]
     for row in rows:
         if row.skipped:
-            lines.append(
-                (row.route.label, row.target.label, "-", "-", "-", "-", "-", "-", "-", row.skipped)
-            )
+            lines.append((row.route.label, row.target.label, *["-"] * (len(head) - 3), row.skipped))
             continue
         rps = [s.rps for _, s in row.max]
-        spread = "-"
+        spread = used = "-"
         if row.target.name == "flask":
             ratio = "1.00"
         elif row.ratios:
-            ratio = f"{_median(row.ratios):.2f}"
-            if len(row.ratios) >= 4:  # where the middle half of the slice ratios lie
-                q1, _, q3 = statistics.quantiles(row.ratios, n=4)
+            ratios = [r for r, steady in row.ratios if steady]
+            if len(ratios) < MIN_STEADY:  # too few to go on: all of them, and say so
+                ratios = [r for r, _ in row.ratios]
+                used = f"all {len(ratios)}"
+            else:
+                used = f"{len(ratios)} of {len(row.ratios)}"
+            ratio = f"{_median(ratios):.2f}"
+            if len(ratios) >= 4:  # where the middle half of the slice ratios lie
+                q1, _, q3 = statistics.quantiles(ratios, n=4)
                 spread = f"{q1:.2f}-{q3:.2f}"
         else:
             ratio = "-"
@@ -655,6 +667,7 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
                 f"{_median(rps):.0f}",
                 ratio,
                 spread,
+                used,
                 f"{_median([s.p50_ms for s in row.paced]):.2f}",
                 f"{_median([s.p99_ms for s in row.paced]):.2f}",
                 f"{_median([s.rps for s in row.paced]):.0f}",
@@ -723,6 +736,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.5,
         help="latency is measured at this fraction of the max rate (default 0.5)",
     )
+    p.add_argument(
+        "--steady",
+        type=float,
+        default=0.2,
+        help="a slice's ratio counts only when the two flask slices around it differ by at"
+        " most this fraction of the larger (default 0.2; 1 counts every slice)",
+    )
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers per target (default 2)")
     p.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker (default 8)")
     p.add_argument(
@@ -774,6 +794,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--runs, --duration and --connections must be positive")
     if not 0 < args.rate_fraction <= 1:
         p.error("--rate-fraction must be in (0, 1]")
+    if not 0 <= args.steady <= 1:
+        p.error("--steady must be in [0, 1]")
     return args
 
 
@@ -788,7 +810,8 @@ def main(argv: list[str] | None = None) -> int:
         f"botkit benchmark: gunicorn -w {args.workers} --threads {args.threads} (gunicorn.conf.py), "
         f"wrk -c{args.connections}, {args.runs} run(s) x {args.rounds} round(s) of "
         f"{args.duration:g} s per target, each between two slices of flask (ratio: median "
-        f"over the slices of slice / mean of the flask slices around it), latency over {args.paced_duration:g} s at {args.rate_fraction:.0%} of "
+        f"over the slices of slice / mean of the flask slices around it, counting the slices"
+        f" whose flask slices differ by at most {args.steady:.0%}), latency over {args.paced_duration:g} s at {args.rate_fraction:.0%} of "
         f"each target's max rate; medians; "
         f"{os.cpu_count()} CPUs; {time.monotonic() - started:.0f} s"
     )

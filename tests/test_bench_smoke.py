@@ -93,3 +93,21 @@ def test_quick_bench_prints_one_table() -> None:
     assert rows == {("/gif 1 KB", "botkit memory"), ("/gif 1 KB", "flask")}
     flask_row = next(line for line in table[2:] if "| flask" in line)
     assert flask_row.split("|")[4].strip() == "1.00"  # the ratio column
+
+
+def test_ratio_counts_the_slices_whose_flask_slices_agreed() -> None:
+    args = bench.parse_args(["--quick"])
+    route = bench.ROUTES["gif-1k"]
+    sample = bench.Sample(rps=1000, p50_ms=1, p99_ms=2, errors=0)
+
+    def cells(ratios: list[tuple[float, bool]]) -> list[str]:
+        row = bench.Row(route, bench.Target("botkit", "bench_bot:app", "memory"))
+        row.max, row.paced, row.ratios = [(0, sample)], [sample], ratios
+        line = bench.table([row], args).splitlines()[2]
+        return [cell.strip() for cell in line.split("|")[3:7]]
+
+    # the two slices taken while the machine changed speed do not count
+    mixed = [(0.4, False), (1.0, True), (1.2, True), (0.9, True), (2.5, False), (1.1, True)]
+    assert cells(mixed) == ["1000", "1.05", "0.93-1.17", "4 of 6"]
+    # too few steady slices to go on: every slice counts, and the table says so
+    assert cells([(0.4, False), (1.0, True), (1.2, True)]) == ["1000", "1.00", "-", "all 3"]
