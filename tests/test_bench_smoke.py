@@ -111,3 +111,17 @@ def test_ratio_counts_the_slices_whose_flask_slices_agreed() -> None:
     assert cells(mixed) == ["1000", "1.05", "0.93-1.17", "4 of 6"]
     # too few steady slices to go on: every slice counts, and the table says so
     assert cells([(0.4, False), (1.0, True), (1.2, True)]) == ["1000", "1.00", "-", "all 3"]
+
+
+def test_store_claims_script_runs_and_prints_its_numbers(tmp_path: Path) -> None:
+    script = ROOT / "benchmarks" / "store_claims.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "sqlite", "--seconds", "0.5", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    names = [line.split()[0] for line in out.stdout.splitlines()[1:]]
+    assert names == ["claims/s", "CPU", "p99", "p99.9", "WAL"]
