@@ -1002,6 +1002,22 @@ def test_redis_not_installed(monkeypatch: pytest.MonkeyPatch) -> None:
         open_store("redis://localhost:6379/0")
 
 
+def test_redis_py_without_the_socket_botkit_reads_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import redis.connection
+
+    original = redis.connection.Connection.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:  # a redis-py that renamed it
+        original(self, *args, **kwargs)
+        del self._sock
+
+    monkeypatch.setattr(redis.connection.Connection, "__init__", init)
+    with pytest.raises(StoreConfigError, match="is not supported"):
+        open_store("redis://localhost:6379/0")
+
+
 def test_redis_url_forms_accepted() -> None:
     for url in (
         "redis://localhost",
