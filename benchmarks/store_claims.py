@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 
 
-def _trial(url: str, args: argparse.Namespace, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _trial(url: str, args: argparse.Namespace, results: multiprocessing.Queue) -> None:
     sys.path.insert(0, args.src)
     import gc
 
@@ -70,7 +70,7 @@ def trial(args: argparse.Namespace) -> tuple[float, float, float, float, float]:
     folder = tempfile.mkdtemp(prefix="botkit-claims-")
     path = os.path.join(folder, "store.sqlite3")
     url = f"sqlite:///{path}" if args.store == "sqlite" else args.store
-    results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    results: multiprocessing.Queue = multiprocessing.Queue()
     procs = [
         multiprocessing.Process(target=_trial, args=(url, args, results))
         for _ in range(args.processes)

@@ -768,7 +768,7 @@ def test_sqlite_checkpoint_starts_the_wal_over(tmp_path: Any) -> None:
     store.close()
 
 
-def test_sqlite_checkpoint_does_not_wait_for_a_writer(tmp_path: Any) -> None:
+def test_sqlite_checkpoint_returns_busy_while_another_process_writes(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/b.db")
     assert isinstance(store, SQLiteStore)
     assert store.claim("a", "fp", 30) is None
@@ -779,7 +779,7 @@ def test_sqlite_checkpoint_does_not_wait_for_a_writer(tmp_path: Any) -> None:
     finally:
         writer.execute("ROLLBACK")
         writer.close()
-    assert busy == 1  # it returned at once; the next one tries again
+    assert busy == 1  # the write lock was taken: the next checkpoint tries again
     assert store.checkpoint()[0] == 0
     store.close()
 
