@@ -1,0 +1,84 @@
+"""The repository's gunicorn.conf.py: how workers share a port."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from server import ROOT, GunicornServer
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balances on Linux"),
+]
+
+
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:``port`` (``/proc/net/tcp``, state 0A)."""
+    with open("/proc/net/tcp", encoding="ascii") as fh:
+        rows = [line.split() for line in fh.readlines()[1:]]
+    return sum(1 for row in rows if row[1] == f"0100007F:{port:04X}" and row[3] == "0A")
+
+
+def wait_for_listeners(port: int, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while listening_sockets(port) < count:
+        assert time.monotonic() < deadline, f"{listening_sockets(port)} sockets listen on {port}"
+        time.sleep(0.05)
+
+
+def pids_of_connections(server: GunicornServer, count: int) -> Counter[str]:
+    """Open ``count`` connections at once, then ask each which worker serves it."""
+    conns = [server.connection(timeout=10) for _ in range(count)]
+    try:
+        for conn in conns:
+            conn.connect()
+        served: Counter[str] = Counter()
+        for conn in conns:
+            conn.request("GET", "/")
+            served[conn.getresponse().read().decode()] += 1
+        return served
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_a_burst_of_connections_is_spread_over_the_workers() -> None:
+    # On one shared socket, the worker that wakes first tends to accept a whole burst.
+    # Each worker now has a socket of its own and the kernel hashes connections over them:
+    # all 32 on one of two workers has a chance of 2 in 2**32.
+    with GunicornServer("bots.pids:app", workers=2, healthy=False) as server:
+        workers = {str(pid) for pid in server.wait_for_workers()}
+        wait_for_listeners(server.port, 2)  # a socket for each worker, bound once it booted
+        served = pids_of_connections(server, 32)
+    assert set(served) == workers, served
+
+
+def test_a_port_in_use_stops_the_start() -> None:
+    # Workers bind with SO_REUSEPORT, which a second server could share silently.
+    with GunicornServer("bots.pids:app", healthy=False) as first:
+        second = GunicornServer("bots.pids:app", healthy=False)
+        second.port = first.port
+        cmd = second.command()
+        cmd[cmd.index("--bind") + 1] = f"127.0.0.1:{first.port}"
+        out = subprocess.run(
+            cmd, cwd=ROOT, env=second.env, capture_output=True, text=True, timeout=30, check=False
+        )
+        second.cleanup()
+        assert out.returncode != 0
+        assert f"botkit: cannot listen on 127.0.0.1:{first.port}" in out.stderr
+        assert "in use" in out.stderr
+        assert first.get("/").status == 200  # the first one goes on serving
+
+
+def test_reuse_port_can_be_turned_off() -> None:
+    with GunicornServer("bots.pids:app", env={"GUNICORN_REUSE_PORT": "0"}, healthy=False) as server:
+        server.wait_for_workers()
+        assert pids_of_connections(server, 4).total() == 4
+        log = server.log_tail()
+        assert listening_sockets(server.port) == 1
+    # the master binds the one shared socket itself, and says so
+    assert f"Listening at: http://127.0.0.1:{server.port}" in log
