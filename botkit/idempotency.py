@@ -348,6 +348,72 @@ class _AnswerWriter:
                 self._cond.notify_all()
 
 
+class _Claiming:
+    """One thread's claim, waiting in a :class:`_ClaimCombiner`."""
+
+    __slots__ = ("done", "error", "fingerprint", "key", "outcome", "ttl")
+
+    def __init__(self, key: str, fingerprint: str, ttl: float) -> None:
+        self.key, self.fingerprint, self.ttl = key, fingerprint, ttl
+        self.outcome: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class _ClaimCombiner:
+    """Claims that threads of one process make at the same time, made together.
+
+    A thread that claims while no other is claiming makes its claim at once. Claims
+    that come in meanwhile wait, and when that one is made the first of them makes all
+    of them together: one SQLite write or one Redis round trip for them all. Under load
+    a worker's threads claim while others hold the GIL or wait for the store, so each
+    write carries several claims, and each write between two workers of one SQLite file
+    is the costly part (file locks, WAL index, pages read again), not the claim in it.
+    ``claim_many`` sets every item's ``outcome`` (or raises for them all).
+    """
+
+    #: Claims made together at most (SQLite: 3 parameters each).
+    most = 64
+
+    def __init__(self, claim_many: Callable[[list[_Claiming]], None]) -> None:
+        self._claim_many = claim_many
+        self._cond = threading.Condition(threading.Lock())
+        self._waiting: list[_Claiming] = []
+        self._claiming = False
+        self._pid = os.getpid()
+
+    def claim(self, key: str, fingerprint: str, ttl: float) -> Any:
+        """The outcome ``claim_many`` gave this claim."""
+        if self._pid != os.getpid():  # inherited through fork: a lock of this process
+            self._cond, self._waiting, self._claiming = threading.Condition(), [], False
+            self._pid = os.getpid()
+        cond = self._cond
+        item = _Claiming(key, fingerprint, ttl)
+        with cond:
+            self._waiting.append(item)
+            while self._claiming and not item.done:
+                cond.wait()
+            if not item.done:  # this thread makes the claims waiting now
+                self._claiming = True
+                batch, self._waiting = self._waiting[: self.most], self._waiting[self.most :]
+        if not item.done:
+            try:
+                self._claim_many(batch)
+            except BaseException as exc:
+                for waiting in batch:
+                    waiting.error = exc
+                raise
+            finally:
+                with cond:
+                    for waiting in batch:
+                        waiting.done = True
+                    self._claiming = False
+                    cond.notify_all()
+        if item.error is not None:
+            raise item.error
+        return item.outcome
+
+
 class _AnswersLater(Store):
     """:meth:`complete_soon` through an :class:`_AnswerWriter` (the SQLite and Redis
     stores): subclasses set ``_answers`` and ``_clock`` and look at ``_answers.entry``
@@ -640,6 +706,29 @@ _SQLITE_CLAIM = (
     " expires_at = excluded.expires_at"
     " WHERE botkit_claims.expires_at <= ?4"
 )
+# Claims made together (see _ClaimCombiner): the same as _SQLITE_CLAIM for each row of
+# VALUES; ?1 is now. Which rows it inserted or took over, the temporary triggers of the
+# connection (_SQLITE_WON) write down, for this connection only.
+_SQLITE_CLAIMS = (
+    "INSERT INTO botkit_claims (key, fingerprint, expires_at)"
+    " SELECT column1, column2, column3 FROM (VALUES {rows})"
+    " WHERE NOT EXISTS (SELECT 1 FROM botkit_idempotency WHERE key = column1 AND expires_at > ?1)"
+    " ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint,"
+    " expires_at = excluded.expires_at"
+    " WHERE botkit_claims.expires_at <= ?1"
+)
+_SQLITE_WON = """
+PRAGMA temp_store = MEMORY;
+CREATE TEMP TABLE IF NOT EXISTS botkit_won (key TEXT NOT NULL);
+CREATE TEMP TRIGGER IF NOT EXISTS botkit_won_insert AFTER INSERT ON main.botkit_claims
+BEGIN
+    INSERT INTO botkit_won (key) VALUES (NEW.key);
+END;
+CREATE TEMP TRIGGER IF NOT EXISTS botkit_won_update AFTER UPDATE ON main.botkit_claims
+BEGIN
+    INSERT INTO botkit_won (key) VALUES (NEW.key);
+END;
+"""
 _SQLITE_ANSWERS = (
     "INSERT OR REPLACE INTO botkit_idempotency (key, fingerprint, status, body, expires_at) VALUES "
 )
@@ -658,6 +747,7 @@ class _ThreadConn(threading.local):
     generation: int = -1
     conn: sqlite3.Connection | None = None
     uncached: sqlite3.Connection | None = None  # for the answers: see _connect
+    batch: sqlite3.Connection | None = None  # for claims made together: see _claim_many
 
 
 # Connections inherited through fork() belong to the parent process. Closing them
@@ -681,7 +771,8 @@ class SQLiteStore(_AnswersLater):
     finds another process's write lock is retried after 50 µs, then 100 µs, ... up
     to 2 ms, until ``busy_timeout``: SQLite's own busy handler sleeps a whole
     millisecond and more, long after a write of a few microseconds let go of the
-    lock. Answers from :meth:`complete_soon` are written in batches, one statement
+    lock. Claims that a process's threads make at the same time share one statement
+    (``_ClaimCombiner``): under load, the write between processes is what costs. Answers from :meth:`complete_soon` are written in batches, one statement
     each, by a thread of the process, which also checkpoints the WAL.
     """
 
@@ -705,6 +796,7 @@ class SQLiteStore(_AnswersLater):
         self._write_lock = threading.Lock()
         self._write_lock_pid = os.getpid()
         self._answers = _AnswerWriter(self._write_answers, "botkit-sqlite-answers", self._maintain)
+        self._combiner = _ClaimCombiner(self._claim_many)
         self._checkpointed = time.monotonic()
         self._init_schema()
 
@@ -734,21 +826,23 @@ class SQLiteStore(_AnswersLater):
 
     # -- connections -------------------------------------------------------
 
-    def _connect(self, uncached: bool = False) -> sqlite3.Connection:
+    def _connect(self, uncached: bool = False, batch: bool = False) -> sqlite3.Connection:
         """This thread's connection. ``uncached``: a second one without a statement
         cache, for the answers: a cached statement keeps the values last bound to it, and
         a batch of N answers is a statement of its own for every N, so a cache of them
-        kept every body of the last batch of each size (174 MB for 128 sizes of 20 KB)."""
+        kept every body of the last batch of each size (174 MB for 128 sizes of 20 KB).
+        ``batch``: a third one, with the temporary triggers of claims made together
+        (``_SQLITE_WON``), opened by the threads that make them."""
         local = self._local
         pid = os.getpid()
-        current = local.uncached if uncached else local.conn
+        current = local.uncached if uncached else local.batch if batch else local.conn
         if current is not None and local.pid == pid and local.generation == self._generation:
             return current
         if local.pid != pid:
-            for inherited in (local.conn, local.uncached):
+            for inherited in (local.conn, local.uncached, local.batch):
                 if inherited is not None:
                     _INHERITED_CONNECTIONS.append(inherited)
-            local.conn = local.uncached = None
+            local.conn = local.uncached = local.batch = None
         conn = sqlite3.connect(
             self.path,
             timeout=0,  # busy: see _retry
@@ -764,16 +858,20 @@ class SQLiteStore(_AnswersLater):
             conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
             conn.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
+            if batch:
+                conn.executescript(_SQLITE_WON)
         except BaseException:
             conn.close()
             raise
         with self._lock:
             self._open.append((pid, conn))
-            if local.generation != self._generation:  # close() ended both
-                local.conn = local.uncached = None
+            if local.generation != self._generation:  # close() ended them all
+                local.conn = local.uncached = local.batch = None
             local.pid, local.generation = pid, self._generation
             if uncached:
                 local.uncached = conn
+            elif batch:
+                local.batch = conn
             else:
                 local.conn = conn
         return conn
@@ -795,7 +893,11 @@ class SQLiteStore(_AnswersLater):
         return self._retry(lambda conn: conn.execute(sql, params).rowcount, uncached=uncached)
 
     def _retry(
-        self, fn: Callable[[sqlite3.Connection], T], write: bool = True, uncached: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        write: bool = True,
+        uncached: bool = False,
+        batch: bool = False,
     ) -> T:
         """``fn(connection)``, again after a short sleep while another process holds
         the database's write lock, for up to ``busy_timeout``; writes of this process
@@ -811,7 +913,7 @@ class SQLiteStore(_AnswersLater):
             if lock is not None and not lock.acquire(timeout=self.busy_timeout_ms / 1000):
                 raise sqlite3.OperationalError("database is locked (by this process)")
             try:
-                return fn(self._connect(uncached))
+                return fn(self._connect(uncached, batch))
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() + delay >= deadline:
                     raise
@@ -852,15 +954,13 @@ class SQLiteStore(_AnswersLater):
         if answer is not None:  # answered in this process, not written yet
             return answer
         # One statement, so one short write transaction: insert the claim, or take over
-        # an expired row; the count of changed rows says whether it did. Only a live row
-        # is left alone.
+        # an expired row. Only a live row is left alone. Claims of other threads made at
+        # the same time share the statement (_claim_many).
         with self._errors("claim"):
             for _ in range(3):
-                now = self._clock()
-                params = (key, fingerprint, now + claim_ttl, now)
-                if self._change(_SQLITE_CLAIM, params) == 1:
+                if self._combiner.claim(key, fingerprint, claim_ttl):
                     break
-                rows = self._rows(_SQLITE_GET, (key, now), write=False)
+                rows = self._rows(_SQLITE_GET, (key, self._clock()), write=False)
                 if rows:
                     return self._entry(rows[0])
                 # the live row expired or was released in between: try again
@@ -869,6 +969,53 @@ class SQLiteStore(_AnswersLater):
         if next(self._claims) % SQLITE_CLEANUP_EVERY == 0:
             self._answers.maintain_soon()  # the cleanup, off this request's thread
         return None
+
+    def _claim_many(self, claims: list[_Claiming]) -> None:
+        """Make ``claims`` in one statement; each outcome is whether it was made."""
+        now = self._clock()
+        if len(claims) == 1:  # the count of changed rows says whether it was made
+            one = claims[0]
+            one.outcome = (
+                self._change(_SQLITE_CLAIM, (one.key, one.fingerprint, now + one.ttl, now)) == 1
+            )
+            return
+        # The same key twice: the first one may win, the second loses to it (its GET
+        # then finds the first one's claim).
+        first: dict[str, _Claiming] = {}
+        for claim in claims:
+            first.setdefault(claim.key, claim)
+            claim.outcome = False
+        rows = ", ".join(f"(?{3 * i + 2}, ?{3 * i + 3}, ?{3 * i + 4})" for i in range(len(first)))
+        sql = _SQLITE_CLAIMS.format(rows=rows)
+        values = (now, *(v for c in first.values() for v in (c.key, c.fingerprint, now + c.ttl)))
+
+        def claim_all(conn: sqlite3.Connection) -> list[str]:
+            made = conn.execute(sql, values).rowcount
+            if made == 0:
+                return []
+            try:
+                if made == len(first):
+                    conn.execute("DELETE FROM temp.botkit_won")
+                    return list(first)
+                # Some were not made: the triggers wrote down which were. (A RETURNING
+                # clause on the claim would hold the write lock while this thread waits
+                # for the GIL between rows; this one holds only a temporary table.)
+                won = conn.execute("DELETE FROM temp.botkit_won RETURNING key").fetchall()
+                return [row[0] for row in won]
+            except BaseException:  # never let a later batch read these rows as its own
+                self._drop_batch_connection(conn)
+                raise
+
+        for key in self._retry(claim_all, batch=True):
+            first[key].outcome = True
+
+    def _drop_batch_connection(self, conn: sqlite3.Connection) -> None:
+        if self._local.batch is conn:
+            self._local.batch = None
+        try:
+            conn.close()
+        except sqlite3.Error:  # pragma: no cover
+            pass
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
         with self._errors("complete"):
@@ -1149,6 +1296,7 @@ class RedisStore(_AnswersLater):
         self._redis = client
         self._release_script = client.register_script(_RELEASE_LUA)
         self._answers = _AnswerWriter(self._write_answers, "botkit-redis-answers")
+        self._combiner = _ClaimCombiner(self._claim_many)
         import redis.exceptions
 
         self._connection_errors = (
@@ -1239,12 +1387,12 @@ class RedisStore(_AnswersLater):
         if answer is not None:  # answered in this process, not written yet
             return answer
         name = (REDIS_KEY_PREFIX + key).encode("utf-8")
-        set_nx = _pack(b"SET", name, _encode_pending(fingerprint), b"NX", b"PX", _ttl_ms(claim_ttl))
         with self._errors("claim"):
             # SET NX is the atomic claim. When it fails, the GET can find nothing
-            # if the entry expired or was released in between: try again.
+            # if the entry expired or was released in between: try again. Claims of
+            # other threads made at the same time share the round trip (_claim_many).
             for _ in range(5):
-                reply = self._one_line_replies(set_nx, 1)[0]
+                reply = self._combiner.claim(key, fingerprint, claim_ttl)
                 if reply == b"+OK":
                     return None
                 _check_reply(reply)
@@ -1252,6 +1400,22 @@ class RedisStore(_AnswersLater):
                 if value is not None:
                     return _decode(_as_bytes(value))
         raise StoreUnavailable(f"redis store {self.url}: claim of {key!r} kept racing with expiry")
+
+    def _claim_many(self, claims: list[_Claiming]) -> None:
+        """``SET NX PX`` for each of ``claims`` in one round trip; each outcome is its reply."""
+        packed = b"".join(
+            _pack(
+                b"SET",
+                (REDIS_KEY_PREFIX + claim.key).encode("utf-8"),
+                _encode_pending(claim.fingerprint),
+                b"NX",
+                b"PX",
+                _ttl_ms(claim.ttl),
+            )
+            for claim in claims
+        )
+        for claim, reply in zip(claims, self._one_line_replies(packed, len(claims)), strict=True):
+            claim.outcome = reply
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
         self._write_answers([(key, fingerprint, int(status), bytes(body), time.time() + ttl)])

@@ -33,6 +33,8 @@ from botkit.idempotency import (
     Store,
     StoreConfigError,
     StoreUnavailable,
+    _ClaimCombiner,
+    _Claiming,
     _decode,
     _encode_done,
     _encode_pending,
@@ -806,6 +808,112 @@ def test_sqlite_claims_table_answers_and_older_pending_rows(tmp_path: Any) -> No
     clock.advance(31)
     assert store.claim("old", "fp", 30) is None  # and expires as it did
     db.close()
+    store.close()
+
+
+# ---------------------------------------------------------------------------
+# Claims made together (_ClaimCombiner)
+
+
+def test_claims_that_wait_are_made_together_in_one_call() -> None:
+    calls: list[list[str]] = []
+    first_call_started, go_on = threading.Event(), threading.Event()
+
+    def claim_many(claims: list[_Claiming]) -> None:
+        calls.append([c.key for c in claims])
+        if len(calls) == 1:
+            first_call_started.set()
+            assert go_on.wait(10)
+        for c in claims:
+            c.outcome = f"made {c.key}"
+
+    combiner = _ClaimCombiner(claim_many)
+    results: dict[str, Any] = {}
+
+    def claim(key: str) -> None:
+        results[key] = combiner.claim(key, "fp", 30)
+
+    first = threading.Thread(target=claim, args=("a",))
+    first.start()
+    assert first_call_started.wait(10)
+    others = [threading.Thread(target=claim, args=(k,)) for k in "bcde"]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(combiner._waiting) < 4:  # all four wait behind the first call
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    go_on.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert calls[0] == ["a"]
+    assert sorted(calls[1]) == ["b", "c", "d", "e"] and len(calls) == 2
+    assert results == {k: f"made {k}" for k in "abcde"}
+
+
+def test_a_failed_call_fails_every_claim_in_it_and_the_next_one_goes_on() -> None:
+    fail = [True]
+
+    def claim_many(claims: list[_Claiming]) -> None:
+        if fail[0]:
+            raise OSError("store down")
+        for c in claims:
+            c.outcome = True
+
+    combiner = _ClaimCombiner(claim_many)
+    with pytest.raises(OSError, match="store down"):
+        combiner.claim("a", "fp", 30)
+    fail[0] = False
+    assert combiner.claim("a", "fp", 30) is True
+
+
+def test_sqlite_claims_made_together_each_get_their_own_outcome(tmp_path: Any) -> None:
+    clock = FakeClock()
+    store = open_store(f"sqlite:///{tmp_path}/t.db", clock=clock)
+    assert isinstance(store, SQLiteStore)
+    assert store.claim("live", "fp-other", 30) is None
+    assert store.claim("expired", "fp-other", 5) is None
+    store.complete("answered", "fp-other", 200, b"ok", 60)
+    clock.advance(10)
+    claims = [
+        _Claiming(key, "fp", 30)
+        for key in ("new-1", "live", "answered", "expired", "new-1", "new-2")
+    ]
+    store._claim_many(claims)
+    assert [c.outcome for c in claims] == [True, False, False, True, False, True]
+    # only this batch's claims were written down, and none is left for the next batch
+    db = sqlite3.connect(str(tmp_path / "t.db"), isolation_level=None)
+    rows = dict(db.execute("SELECT key, fingerprint FROM botkit_claims").fetchall())
+    assert rows == {"live": "fp-other", "expired": "fp", "new-1": "fp", "new-2": "fp"}
+    assert store._local.batch is not None
+    assert store._local.batch.execute("SELECT COUNT(*) FROM temp.botkit_won").fetchone()[0] == 0
+    # all of them made: the same, without reading the triggers' rows back
+    made = [_Claiming(key, "fp", 30) for key in ("new-3", "new-4")]
+    store._claim_many(made)
+    assert [c.outcome for c in made] == [True, True]
+    assert store._local.batch.execute("SELECT COUNT(*) FROM temp.botkit_won").fetchone()[0] == 0
+    # the losers, claimed the usual way, find what holds their key
+    assert store.claim("live", "fp", 30) == Entry("fp-other", None, None)
+    assert store.claim("answered", "fp", 30) == Entry("fp-other", 200, b"ok")
+    # a connection that made claims together is not one the others use
+    assert store._local.conn is not store._local.batch
+    db.close()
+    store.close()
+
+
+def test_redis_claims_made_together_each_get_their_reply(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    store = open_store(redis_url)
+    assert isinstance(store, RedisStore)
+    assert store.claim("live", "fp-other", 30) is None
+    claims = [_Claiming(key, "fp", 30) for key in ("new-1", "live", "new-1", "new-2")]
+    store._claim_many(claims)
+    made = [c.outcome == b"+OK" for c in claims]
+    assert made == [True, False, False, True]
+    assert all(c.outcome in (b"$-1", b"_") for c in claims if c.outcome != b"+OK")  # nil
+    assert store.get("new-2") == Entry("fp", None, None)
+    assert store.claim("live", "fp", 30) == Entry("fp-other", None, None)
     store.close()
 
 
