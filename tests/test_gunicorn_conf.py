@@ -12,7 +12,9 @@ from server import ROOT, GunicornServer
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT balances on Linux"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="SO_REUSEPORT balances on Linux"
+    ),
 ]
 
 
