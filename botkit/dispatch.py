@@ -50,9 +50,12 @@ NEUTRAL_REJECTION = "This message could not be checked right now and was not sen
 _POLL = 0.02
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # holds no state
+
+
 def dumps(obj: Any) -> bytes:
     """Compact, ASCII-only JSON; NaN and infinities are refused (they are not JSON)."""
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
+    return _ENCODER.encode(obj).encode("ascii")
 
 
 class Headers(Protocol):

@@ -113,6 +113,19 @@ SQLITE_CACHE_KIB = 512
 SQLITE_CLEANUP_BATCH = 1000
 
 
+#: This process's id, kept by a fork hook: ``os.getpid()`` is a system call, and the
+#: stores ask on every webhook whether they came through ``fork()`` from their parent.
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 class StoreUnavailable(Exception):
     """The store cannot be reached (Redis down, SQLite file unwritable...).
 
@@ -272,12 +285,12 @@ class _AnswerWriter:
         self._due = False  # maintenance asked for
         self._busy = False  # the thread is writing or maintaining
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._pid = _pid
         self._exit_hook = False
 
     def _forked(self) -> None:  # with self._cond held
-        if self._pid != os.getpid():  # the parent's queue is not ours to write
-            self._pid, self._queued, self._writing, self._thread = os.getpid(), {}, {}, None
+        if self._pid != _pid:  # the parent's queue is not ours to write
+            self._pid, self._queued, self._writing, self._thread = _pid, {}, {}, None
             self._busy = self._due = False
 
     def _wake(self) -> None:  # with self._cond held
@@ -313,7 +326,7 @@ class _AnswerWriter:
         """Wait until what is queued is written and asked-for housekeeping done."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while (self._queued or self._due or self._busy) and self._pid == os.getpid():
+            while (self._queued or self._due or self._busy) and self._pid == _pid:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -380,19 +393,25 @@ class _ClaimCombiner:
         self._cond = threading.Condition(threading.Lock())
         self._waiting: list[_Claiming] = []
         self._claiming = False
-        self._pid = os.getpid()
+        self._sleepers = 0  # threads in cond.wait()
+        self._pid = _pid
 
     def claim(self, key: str, fingerprint: str, ttl: float) -> Any:
         """The outcome ``claim_many`` gave this claim."""
-        if self._pid != os.getpid():  # inherited through fork: a lock of this process
+        if self._pid != _pid:  # inherited through fork: a lock of this process
             self._cond, self._waiting, self._claiming = threading.Condition(), [], False
-            self._pid = os.getpid()
+            self._sleepers = 0
+            self._pid = _pid
         cond = self._cond
         item = _Claiming(key, fingerprint, ttl)
         with cond:
             self._waiting.append(item)
             while self._claiming and not item.done:
-                cond.wait()
+                self._sleepers += 1
+                try:
+                    cond.wait()
+                finally:
+                    self._sleepers -= 1
             if not item.done:  # this thread makes the claims waiting now
                 self._claiming = True
                 batch, self._waiting = self._waiting[: self.most], self._waiting[self.most :]
@@ -408,7 +427,8 @@ class _ClaimCombiner:
                     for waiting in batch:
                         waiting.done = True
                     self._claiming = False
-                    cond.notify_all()
+                    if self._sleepers:
+                        cond.notify_all()
         if item.error is not None:
             raise item.error
         return item.outcome
@@ -794,7 +814,7 @@ class SQLiteStore(_AnswersLater):
         self._open: list[tuple[int, sqlite3.Connection]] = []
         self._claims = itertools.count(1)
         self._write_lock = threading.Lock()
-        self._write_lock_pid = os.getpid()
+        self._write_lock_pid = _pid
         self._answers = _AnswerWriter(self._write_answers, "botkit-sqlite-answers", self._maintain)
         self._combiner = _ClaimCombiner(self._claim_many)
         self._checkpointed = time.monotonic()
@@ -834,7 +854,7 @@ class SQLiteStore(_AnswersLater):
         ``batch``: a third one, with the temporary triggers of claims made together
         (``_SQLITE_WON``), opened by the threads that make them."""
         local = self._local
-        pid = os.getpid()
+        pid = _pid
         current = local.uncached if uncached else local.batch if batch else local.conn
         if current is not None and local.pid == pid and local.generation == self._generation:
             return current
@@ -904,8 +924,8 @@ class SQLiteStore(_AnswersLater):
         take turns on a lock of their own."""
         lock: threading.Lock | None = None
         if write:
-            if self._write_lock_pid != os.getpid():  # a lock inherited through fork
-                self._write_lock, self._write_lock_pid = threading.Lock(), os.getpid()
+            if self._write_lock_pid != _pid:  # a lock inherited through fork
+                self._write_lock, self._write_lock_pid = threading.Lock(), _pid
             lock = self._write_lock
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
         delay = 0.00005
@@ -1110,7 +1130,7 @@ class SQLiteStore(_AnswersLater):
 
     def close(self) -> None:
         self._answers.flush(2.0)
-        pid = os.getpid()
+        pid = _pid
         with self._lock:
             mine = [conn for owner, conn in self._open if owner == pid]
             self._open = [(owner, conn) for owner, conn in self._open if owner != pid]
@@ -1315,10 +1335,10 @@ class RedisStore(_AnswersLater):
         about as much CPU as the round trip itself."""
         local = self._local
         conn = local.conn
-        if conn is None or local.pid != os.getpid():  # new thread, or the parent's
+        if conn is None or local.pid != _pid:  # new thread, or the parent's
             pool = self._redis.connection_pool
             conn = pool.connection_class(**pool.connection_kwargs)
-            local.conn, local.pid = conn, os.getpid()
+            local.conn, local.pid = conn, _pid
             with self._conns_lock:
                 self._conns.append(conn)
         return conn

@@ -50,11 +50,18 @@ def _finite_float(literal: str) -> float:
     return value
 
 
+# json.loads with options builds a decoder on every call; one is enough, shared by the
+# threads as json.loads shares its own default decoder.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
     """Decode a webhook body: strict UTF-8 (no BOM), strict JSON, an object at the top."""
     try:
         text = body.decode("utf-8")
-        data = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        if text.startswith("\ufeff"):  # as json.loads says
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        data = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise InvalidPayload({"_body": ["body is not valid UTF-8"]}) from None
     except RecursionError:
