@@ -12,9 +12,11 @@ For each run (``--runs``), every server is started afresh and every route measur
 2. the maximum rate in slices of ``--duration`` seconds, in ``--rounds`` rounds of
    ``flask, t1, flask, t2, ..., flask`` (the targets' order rotating from round to
    round). A slice's ratio is its rate over the mean of the two Flask slices around it,
-   which cancels the machine's drift. This machine's speed jumps between states for
-   seconds at a time, so a slice counts only when the two Flask slices around it agree
-   within ``--steady`` (20 %); with fewer than three such slices, all of them count;
+   which cancels the machine's drift. A slice counts only when the two Flask slices
+   around it agree within ``--steady`` (20 %); with fewer than three such slices, all of
+   them count. (Most of the jumps this guarded against were gunicorn's workers sharing
+   one socket: a slice's connections could all land on one worker. The repository's
+   ``gunicorn.conf.py`` now gives each worker its own socket, ``reuse_port``);
 3. latency at a fixed fraction (``--rate-fraction``, default 0.5) of that maximum: wrk
    paced by its ``delay()`` hook (each connection waits after every response), since
    wrk has no constant-rate mode and wrk2 is not a Debian package.

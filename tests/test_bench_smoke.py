@@ -125,3 +125,38 @@ def test_store_claims_script_runs_and_prints_its_numbers(tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr[-3000:]
     names = [line.split()[0] for line in out.stdout.splitlines()[1:]]
     assert names == ["claims/s", "CPU", "p99", "p99.9", "WAL"]
+
+
+def test_paired_variants_are_read_as_documented(tmp_path: Path) -> None:
+    import paired
+
+    assert paired.parse_variant("sqlite") == ("sqlite", "sqlite", {}, None)
+    assert paired.parse_variant("json=redis:BOTKIT_LOG_FORMAT=json,X=1") == (
+        "json",
+        "redis",
+        {"BOTKIT_LOG_FORMAT": "json", "X": "1"},
+        None,
+    )
+    assert paired.parse_variant(f"old=memory@{ROOT}") == ("old", "memory", {}, ROOT)
+    for bad in ("postgres", "x=sqlite:NOVALUE", f"old=sqlite@{tmp_path}"):
+        with pytest.raises(SystemExit):
+            paired.parse_variant(bad)
+
+
+def test_paired_script_runs_and_prints_every_slice() -> None:
+    wrk_path = _wrk()
+    script = str(ROOT / "benchmarks" / "paired.py")
+    small = ["--rounds", "2", "--workers", "1", "--threads", "2", "--connections", "2"]
+    out = subprocess.run(
+        [sys.executable, script, "memory", f"here=memory@{ROOT}", *small],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PATH": f"{Path(wrk_path).parent}:{os.environ['PATH']}"},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("/gif 1 KB, 2 slices per variant")
+    assert [line.split()[0] for line in lines[1:]] == ["memory", "here"]
+    for line in lines[1:]:
+        assert len(line.split("(")[1].rstrip(")").split()) == 2  # both slices printed

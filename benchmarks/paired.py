@@ -1,0 +1,159 @@
+"""Paired slices: botkit variants against the Flask baseline, for A/B of a change.
+
+``make bench`` measures every target, route and store; this measures a few variants of
+one route, in the same way (gunicorn with the checkout's ``gunicorn.conf.py``, ``wrk``
+with ``signed.lua``, 1 s slices in rounds of ``flask, v1, flask, v2, ..., flask``, the
+order rotating), and prints each variant's median ratio to the Flask slices around its
+own, the quartiles, and every slice. A variant is ``NAME=STORE[:ENV=VALUE,...][@CHECKOUT]``:
+
+    .venv/bin/python benchmarks/paired.py sqlite redis
+    .venv/bin/python benchmarks/paired.py before=sqlite@/tmp/old after=sqlite --rounds 8
+    .venv/bin/python benchmarks/paired.py sqlite json=sqlite:BOTKIT_LOG_FORMAT=json
+
+``STORE`` is memory, sqlite or redis (a throwaway ``redis-server``); ``ENV`` goes to that
+variant's server; ``CHECKOUT`` is another checkout of botkit (``git worktree add /tmp/old
+HEAD~1``), whose bot, app and ``gunicorn.conf.py`` that variant runs. The Flask baseline
+is always this checkout's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench  # noqa: E402
+from bench import (  # noqa: E402
+    DEV_API_KEY,
+    DEV_API_SECRET,
+    GUNICORN,
+    PREFIX,
+    ROUTES,
+    Server,
+    Target,
+    server_env,
+    signed_headers,
+    wrk,
+)
+
+
+class CheckoutServer(Server):
+    """A target started from another checkout of botkit."""
+
+    checkout: Path
+
+    def start(self) -> None:
+        cmd = [
+            GUNICORN, "-c", str(self.checkout / "gunicorn.conf.py"),
+            "-w", str(self.args.workers), "--threads", str(self.args.threads),
+            "--no-control-socket", "-b", f"127.0.0.1:{self.port}",
+            "--pythonpath", str(self.checkout / "benchmarks"), self.target.module,
+        ]  # fmt: skip
+        env = {**self.env, "PYTHONPATH": str(self.checkout)}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                cmd, cwd=self.checkout, env=env, stdout=log, stderr=log, start_new_session=True
+            )
+
+
+def parse_variant(spec: str) -> tuple[str, str, dict[str, str], Path | None]:
+    """``NAME=STORE[:ENV=VALUE,...][@CHECKOUT]`` (NAME defaults to the rest)."""
+    name, _, rest = spec.partition("=") if "=" in spec.split(":", 1)[0] else ("", "", spec)
+    rest, _, checkout = rest.partition("@")
+    store, _, envs = rest.partition(":")
+    if store not in ("memory", "sqlite", "redis"):
+        raise SystemExit(f"{spec}: the store is memory, sqlite or redis, not {store!r}")
+    env = {}
+    for pair in filter(None, envs.split(",")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"{spec}: {pair!r} is not ENV=VALUE")
+        env[key] = value
+    path = Path(checkout).resolve() if checkout else None
+    if path is not None and not (path / "benchmarks" / "bench_bot.py").is_file():
+        raise SystemExit(f"{spec}: {path} is not a checkout of botkit with benchmarks/")
+    return name or spec, store, env, path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("variants", nargs="+", help="NAME=STORE[:ENV=VALUE,...][@CHECKOUT]")
+    p.add_argument("--route", default="gif-1k", choices=sorted(ROUTES))
+    p.add_argument("--rounds", type=int, default=6, help="slices per variant (default 6)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--connections", type=int, default=16)
+    args = p.parse_args(argv)
+    variants = [parse_variant(spec) for spec in args.variants]
+    wrk_args = bench.parse_args(["--connections", str(args.connections)])
+    wrk_args.workers, wrk_args.threads = args.workers, args.threads
+    route = ROUTES[args.route]
+    workdir = Path(tempfile.mkdtemp(prefix="botkit-paired-"))
+    body = bench.make_body(route)
+    body_file = workdir / "body.json"
+    body_file.write_bytes(body)
+    signature = signed_headers(body, api_key=DEV_API_KEY, secret=DEV_API_SECRET)["X-Signature"]
+    redis = bench.start_redis() if any(store == "redis" for _, store, _, _ in variants) else None
+    if any(store == "redis" for _, store, _, _ in variants) and redis is None:
+        raise SystemExit("redis-server not found (apt-get install redis-server)")
+    flask_target = Target("flask", "flask_baseline:app")
+    servers = [Server(flask_target, server_env(flask_target, {}), wrk_args, workdir)]
+    for i, (name, store, env, checkout) in enumerate(variants):
+        target = Target(f"v{i}-{name}".replace("/", "_"), "bench_bot:app", store)
+        urls = {
+            "memory": "memory://",
+            "sqlite": f"sqlite:///{workdir}/v{i}.sqlite3",
+            "redis": redis.url if redis else "",
+        }
+        server_cls = Server if checkout is None else CheckoutServer
+        server = server_cls(target, {**server_env(target, urls), **env}, wrk_args, workdir)
+        if checkout is not None:
+            server.checkout = checkout
+        servers.append(server)
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready()
+
+        def rate(server: Server) -> float:
+            url = server.base + PREFIX + route.path
+            return wrk(wrk_args, url, body_file, signature, route.dedup, 1).rps
+
+        for server in servers:  # warm up
+            rate(server)
+        flask, others = servers[0], list(enumerate(servers[1:]))
+        ratios: list[list[float]] = [[] for _ in variants]
+        for r in range(args.rounds):
+            order = others[r % len(others) :] + others[: r % len(others)]
+            before = rate(flask)
+            for i, server in order:
+                value, after = rate(server), rate(flask)
+                ratios[i].append(value / ((before + after) / 2))
+                before = after
+    finally:
+        for server in servers:
+            server.stop()
+        if redis is not None:
+            redis.stop()
+    print(f"{route.label}, {args.rounds} slices per variant, ratio to the flask slices around it")
+    width = max(len(name) for name, *_ in variants)
+    for (name, *_), values in zip(variants, ratios, strict=True):
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        print(
+            f"  {name:{width}}  median {statistics.median(values):.3f}"
+            f"  middle half {q[0]:.2f}-{q[2]:.2f}  ({' '.join(f'{v:.2f}' for v in values)})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
