@@ -387,6 +387,13 @@ class _ClaimCombiner:
 
     #: Claims made together at most (SQLite: 3 parameters each).
     most = 64
+    #: When claims come in fast (the last ones were made less than ``busy`` seconds ago),
+    #: the first claim waits ``gather`` seconds for others to join it: a worker's other
+    #: threads are a few hundred microseconds of Python away from their own claims. Paired
+    #: slices, SQLite /gif: 0.733 → 0.779 and 0.765 → 0.811 of Flask with 0.1-0.2 ms;
+    #: 0.5 ms bought less. A lone claim, under light load, never waits.
+    gather = 0.0002
+    busy = 0.002
 
     def __init__(self, claim_many: Callable[[list[_Claiming]], None]) -> None:
         self._claim_many = claim_many
@@ -394,6 +401,7 @@ class _ClaimCombiner:
         self._waiting: list[_Claiming] = []
         self._claiming = False
         self._sleepers = 0  # threads in cond.wait()
+        self._last = -math.inf  # when the last claims were made (time.monotonic())
         self._pid = _pid
 
     def claim(self, key: str, fingerprint: str, ttl: float) -> Any:
@@ -412,6 +420,18 @@ class _ClaimCombiner:
                     cond.wait()
                 finally:
                     self._sleepers -= 1
+            if not item.done and time.monotonic() - self._last < self.busy:
+                self._claiming = True  # others wait for this thread, which waits for them
+                cond.release()
+                try:
+                    time.sleep(self.gather)
+                except BaseException:
+                    cond.acquire()
+                    self._claiming = False
+                    if self._sleepers:
+                        cond.notify_all()
+                    raise
+                cond.acquire()
             if not item.done:  # this thread makes the claims waiting now
                 self._claiming = True
                 batch, self._waiting = self._waiting[: self.most], self._waiting[self.most :]
@@ -427,6 +447,7 @@ class _ClaimCombiner:
                     for waiting in batch:
                         waiting.done = True
                     self._claiming = False
+                    self._last = time.monotonic()
                     if self._sleepers:
                         cond.notify_all()
         if item.error is not None:
