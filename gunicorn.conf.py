@@ -82,6 +82,8 @@ def _check_port_free(server):
     # worker a port of its own: one shared socket then.
     if not server.cfg.reuse_port:
         return
+    if getattr(server, "master_pid", 0) or os.environ.get("LISTEN_FDS"):
+        return  # a re-executed master (USR2) or systemd's sockets: the port is ours
     for address in server.cfg.address:
         if not isinstance(address, tuple):  # a unix socket or an inherited fd
             continue
