@@ -387,13 +387,6 @@ class _ClaimCombiner:
 
     #: Claims made together at most (SQLite: 3 parameters each).
     most = 64
-    #: When claims come in fast (the last ones were made less than ``busy`` seconds ago),
-    #: the first claim waits ``gather`` seconds for others to join it: a worker's other
-    #: threads are a few hundred microseconds of Python away from their own claims. Under
-    #: the bench's load it took claims per SQLite write from 1.4-1.8 to 3.5-4.3, per Redis
-    #: round trip from 2.5 to 3.8. A lone claim, under light load, never waits.
-    gather = 0.0002
-    busy = 0.002
 
     def __init__(self, claim_many: Callable[[list[_Claiming]], None]) -> None:
         self._claim_many = claim_many
@@ -401,7 +394,6 @@ class _ClaimCombiner:
         self._waiting: list[_Claiming] = []
         self._claiming = False
         self._sleepers = 0  # threads in cond.wait()
-        self._last = -math.inf  # when the last claims were made (time.monotonic())
         self._pid = _pid
 
     def claim(self, key: str, fingerprint: str, ttl: float) -> Any:
@@ -421,18 +413,6 @@ class _ClaimCombiner:
                     cond.wait()
                 finally:
                     self._sleepers -= 1
-            if not item.done and time.monotonic() - self._last < self.busy:
-                self._claiming = True  # others wait for this thread, which waits for them
-                cond.release()
-                try:
-                    time.sleep(self.gather)
-                except BaseException:
-                    cond.acquire()
-                    self._claiming = False
-                    if self._sleepers:
-                        cond.notify_all()
-                    raise
-                cond.acquire()
             if not item.done:  # this thread makes the claims waiting now
                 self._claiming = True
                 batch, self._waiting = self._waiting[: self.most], self._waiting[self.most :]
@@ -448,7 +428,6 @@ class _ClaimCombiner:
                     for waiting in batch:
                         waiting.done = True
                     self._claiming = False
-                    self._last = time.monotonic()
                     if self._sleepers:
                         cond.notify_all()
         if item.error is not None:

@@ -851,31 +851,6 @@ def test_claims_that_wait_are_made_together_in_one_call() -> None:
     assert results == {k: f"made {k}" for k in "abcde"}
 
 
-def test_when_claims_come_fast_the_first_waits_for_others_to_join() -> None:
-    calls: list[list[str]] = []
-
-    def claim_many(claims: list[_Claiming]) -> None:
-        calls.append(sorted(c.key for c in claims))
-        for c in claims:
-            c.outcome = True
-
-    combiner = _ClaimCombiner(claim_many)
-    combiner.gather, combiner.busy = 0.5, 60.0  # a long wait, so the test cannot miss it
-    combiner.claim("first", "fp", 30)  # nothing made before it: made at once
-    assert calls == [["first"]]
-    threads = [threading.Thread(target=combiner.claim, args=(k, "fp", 30)) for k in "abc"]
-    threads[0].start()
-    deadline = time.monotonic() + 10
-    while not combiner._claiming:  # "a" is gathering
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    for t in threads[1:]:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert calls == [["first"], ["a", "b", "c"]]
-
-
 def test_a_failed_call_fails_every_claim_in_it_and_the_next_one_goes_on() -> None:
     fail = [True]
 
