@@ -407,22 +407,25 @@ class _ClaimCombiner:
         item = _Claiming(key, fingerprint, ttl)
         with cond:
             self._waiting.append(item)
-            while self._claiming and not item.done:
-                self._sleepers += 1
-                try:
-                    cond.wait()
-                finally:
-                    self._sleepers -= 1
-            if not item.done:  # this thread makes the claims waiting now
-                self._claiming = True
+        while not item.done:  # more than `most` waiting: this one may not be in the batch
+            with cond:
+                while self._claiming and not item.done:
+                    self._sleepers += 1
+                    try:
+                        cond.wait()
+                    finally:
+                        self._sleepers -= 1
+                if item.done:
+                    break
+                self._claiming = True  # this thread makes the claims waiting now
                 batch, self._waiting = self._waiting[: self.most], self._waiting[self.most :]
-        if not item.done:
             try:
                 self._claim_many(batch)
             except BaseException as exc:
                 for waiting in batch:
                     waiting.error = exc
-                raise
+                if item in batch:
+                    raise
             finally:
                 with cond:
                     for waiting in batch:

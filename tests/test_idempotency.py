@@ -851,6 +851,42 @@ def test_claims_that_wait_are_made_together_in_one_call() -> None:
     assert results == {k: f"made {k}" for k in "abcde"}
 
 
+def test_more_claims_waiting_than_one_call_takes_are_all_made() -> None:
+    calls: list[list[str]] = []
+    first_call_started, go_on = threading.Event(), threading.Event()
+
+    def claim_many(claims: list[_Claiming]) -> None:
+        calls.append([c.key for c in claims])
+        if len(calls) == 1:
+            first_call_started.set()
+            assert go_on.wait(10)
+        for c in claims:
+            c.outcome = c.key.upper()
+
+    combiner = _ClaimCombiner(claim_many)
+    combiner.most = 2
+    results: dict[str, Any] = {}
+
+    def claim(key: str) -> None:
+        results[key] = combiner.claim(key, "fp", 30)
+
+    threads = [threading.Thread(target=claim, args=(k,)) for k in "abcdefg"]
+    threads[0].start()
+    assert first_call_started.wait(10)
+    for t in threads[1:]:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(combiner._waiting) < 6:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    go_on.set()
+    for t in threads:
+        t.join(10)
+    assert results == {k: k.upper() for k in "abcdefg"}  # every thread got its own outcome
+    assert all(len(call) <= 2 for call in calls)
+    assert sorted(k for call in calls for k in call) == list("abcdefg")  # each made once
+
+
 def test_a_failed_call_fails_every_claim_in_it_and_the_next_one_goes_on() -> None:
     fail = [True]
 
