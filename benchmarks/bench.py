@@ -229,11 +229,20 @@ def vm_hwm_kb(pid: int) -> int:
 
 
 class Server:
-    """One target under gunicorn, started with the repository's gunicorn.conf.py."""
+    """One target under gunicorn, started with the repository's gunicorn.conf.py (or, with
+    ``root``, another checkout's bot, botkit and gunicorn.conf.py)."""
 
-    def __init__(self, target: Target, env: dict[str, str], args: argparse.Namespace, logdir: Path):
+    def __init__(
+        self,
+        target: Target,
+        env: dict[str, str],
+        args: argparse.Namespace,
+        logdir: Path,
+        root: Path = ROOT,
+    ):
         self.target = target
-        self.env = env
+        self.root = root
+        self.env = env if root == ROOT else {**env, "PYTHONPATH": str(root)}
         self.args = args
         self.port = free_port()
         self.log = logdir / f"{target.name}.log"
@@ -246,21 +255,21 @@ class Server:
 
     def start(self) -> None:
         cmd = [
-            GUNICORN, "-c", str(ROOT / "gunicorn.conf.py"),
+            GUNICORN, "-c", str(self.root / "gunicorn.conf.py"),
             "-w", str(self.args.workers), "--threads", str(self.args.threads),
             "--no-control-socket", "-b", f"127.0.0.1:{self.port}",
-            "--pythonpath", str(HERE), self.target.module,
+            "--pythonpath", str(self.root / "benchmarks"), self.target.module,
         ]  # fmt: skip
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+                cmd, cwd=self.root, env=self.env, stdout=log, stderr=log, start_new_session=True
             )
             if self.target.store == HUEY:  # the consumer that runs the push handlers
                 env = {**self.env, "BOTKIT_APP": "bench_bot:bot"}
-                env["PYTHONPATH"] = os.pathsep.join([str(HERE), str(ROOT)])
+                env["PYTHONPATH"] = os.pathsep.join([str(self.root / "benchmarks"), str(self.root)])
                 self.consumer = subprocess.Popen(
                     [str(Path(GUNICORN).with_name("botkit")), "worker", "--workers", "8"],
-                    cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True,
+                    cwd=self.root, env=env, stdout=log, stderr=log, start_new_session=True,
                 )  # fmt: skip
 
     def wait_ready(self, timeout: float = 60.0) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,6 @@ import bench  # noqa: E402
 from bench import (  # noqa: E402
     DEV_API_KEY,
     DEV_API_SECRET,
-    GUNICORN,
     PREFIX,
     ROUTES,
     Server,
@@ -41,25 +39,6 @@ from bench import (  # noqa: E402
     signed_headers,
     wrk,
 )
-
-
-class CheckoutServer(Server):
-    """A target started from another checkout of botkit."""
-
-    checkout: Path
-
-    def start(self) -> None:
-        cmd = [
-            GUNICORN, "-c", str(self.checkout / "gunicorn.conf.py"),
-            "-w", str(self.args.workers), "--threads", str(self.args.threads),
-            "--no-control-socket", "-b", f"127.0.0.1:{self.port}",
-            "--pythonpath", str(self.checkout / "benchmarks"), self.target.module,
-        ]  # fmt: skip
-        env = {**self.env, "PYTHONPATH": str(self.checkout)}
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                cmd, cwd=self.checkout, env=env, stdout=log, stderr=log, start_new_session=True
-            )
 
 
 def parse_variant(spec: str) -> tuple[str, str, dict[str, str], Path | None]:
@@ -101,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     body_file = workdir / "body.json"
     body_file.write_bytes(body)
     signature = signed_headers(body, api_key=DEV_API_KEY, secret=DEV_API_SECRET)["X-Signature"]
-    redis = bench.start_redis() if any(store == "redis" for _, store, _, _ in variants) else None
-    if any(store == "redis" for _, store, _, _ in variants) and redis is None:
-        raise SystemExit("redis-server not found (apt-get install redis-server)")
+    redis = None
+    if any(store == "redis" for _, store, _, _ in variants):
+        redis = bench.start_redis()
+        if redis is None:
+            raise SystemExit("redis-server not found (apt-get install redis-server)")
     flask_target = Target("flask", "flask_baseline:app")
     servers = [Server(flask_target, server_env(flask_target, {}), wrk_args, workdir)]
     for i, (name, store, env, checkout) in enumerate(variants):
@@ -113,11 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             "sqlite": f"sqlite:///{workdir}/v{i}.sqlite3",
             "redis": redis.url if redis else "",
         }
-        server_cls = Server if checkout is None else CheckoutServer
-        server = server_cls(target, {**server_env(target, urls), **env}, wrk_args, workdir)
-        if checkout is not None:
-            server.checkout = checkout
-        servers.append(server)
+        variant_env = {**server_env(target, urls), **env}
+        servers.append(Server(target, variant_env, wrk_args, workdir, root=checkout or bench.ROOT))
     try:
         for server in servers:
             server.start()

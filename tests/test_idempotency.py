@@ -815,7 +815,9 @@ def test_sqlite_claims_table_answers_and_older_pending_rows(tmp_path: Any) -> No
 # Claims made together (_ClaimCombiner)
 
 
-def test_claims_that_wait_are_made_together_in_one_call() -> None:
+def claims_behind_a_held_call(keys: str, most: int = 64) -> tuple[list[list[str]], dict[str, Any]]:
+    """Claim ``keys`` from a thread each: the first call is held until all the others
+    wait behind it. Returns the calls (the keys in each) and each key's outcome."""
     calls: list[list[str]] = []
     first_call_started, go_on = threading.Event(), threading.Event()
 
@@ -828,61 +830,37 @@ def test_claims_that_wait_are_made_together_in_one_call() -> None:
             c.outcome = f"made {c.key}"
 
     combiner = _ClaimCombiner(claim_many)
+    combiner.most = most
     results: dict[str, Any] = {}
 
     def claim(key: str) -> None:
         results[key] = combiner.claim(key, "fp", 30)
 
-    first = threading.Thread(target=claim, args=("a",))
-    first.start()
+    threads = [threading.Thread(target=claim, args=(k,)) for k in keys]
+    threads[0].start()
     assert first_call_started.wait(10)
-    others = [threading.Thread(target=claim, args=(k,)) for k in "bcde"]
-    for t in others:
+    for t in threads[1:]:
         t.start()
     deadline = time.monotonic() + 10
-    while len(combiner._waiting) < 4:  # all four wait behind the first call
+    while len(combiner._waiting) < len(keys) - 1:  # all the others wait behind the first
         assert time.monotonic() < deadline
         time.sleep(0.001)
     go_on.set()
-    for t in [first, *others]:
+    for t in threads:
         t.join(10)
+    return calls, results
+
+
+def test_claims_that_wait_are_made_together_in_one_call() -> None:
+    calls, results = claims_behind_a_held_call("abcde")
     assert calls[0] == ["a"]
     assert sorted(calls[1]) == ["b", "c", "d", "e"] and len(calls) == 2
     assert results == {k: f"made {k}" for k in "abcde"}
 
 
 def test_more_claims_waiting_than_one_call_takes_are_all_made() -> None:
-    calls: list[list[str]] = []
-    first_call_started, go_on = threading.Event(), threading.Event()
-
-    def claim_many(claims: list[_Claiming]) -> None:
-        calls.append([c.key for c in claims])
-        if len(calls) == 1:
-            first_call_started.set()
-            assert go_on.wait(10)
-        for c in claims:
-            c.outcome = c.key.upper()
-
-    combiner = _ClaimCombiner(claim_many)
-    combiner.most = 2
-    results: dict[str, Any] = {}
-
-    def claim(key: str) -> None:
-        results[key] = combiner.claim(key, "fp", 30)
-
-    threads = [threading.Thread(target=claim, args=(k,)) for k in "abcdefg"]
-    threads[0].start()
-    assert first_call_started.wait(10)
-    for t in threads[1:]:
-        t.start()
-    deadline = time.monotonic() + 10
-    while len(combiner._waiting) < 6:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    go_on.set()
-    for t in threads:
-        t.join(10)
-    assert results == {k: k.upper() for k in "abcdefg"}  # every thread got its own outcome
+    calls, results = claims_behind_a_held_call("abcdefg", most=2)
+    assert results == {k: f"made {k}" for k in "abcdefg"}  # every thread got its own outcome
     assert all(len(call) <= 2 for call in calls)
     assert sorted(k for call in calls for k in call) == list("abcdefg")  # each made once
 
