@@ -102,7 +102,17 @@ def _check_port_free(server):
             probe.close()
 
 
+def _reexec_without_listeners(server):
+    # USR2 starts a new master with GUNICORN_FD, the old master's sockets. With reuse_port
+    # the old master has none, and gunicorn 27 then sets it to "" and fails at int("") in
+    # the new master, before any worker starts: the upgrade never happens. Those fds are
+    # only read to make the master's sockets, which with reuse_port it does not make.
+    if server.master_pid and server.cfg.reuse_port and os.environ.get("GUNICORN_FD") == "":
+        os.environ["GUNICORN_FD"] = "-1"
+
+
 def on_starting(server):
+    _reexec_without_listeners(server)
     _check_port_free(server)
     if _metrics_dir:
         os.makedirs(_metrics_dir, exist_ok=True)

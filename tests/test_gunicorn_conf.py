@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -84,3 +86,38 @@ def test_reuse_port_can_be_turned_off() -> None:
         assert listening_sockets(server.port) == 1
     # the master binds the one shared socket itself, and says so
     assert f"Listening at: http://127.0.0.1:{server.port}" in log
+
+
+def children(pid: int) -> set[int]:
+    out = subprocess.run(
+        ["ps", "--ppid", str(pid), "-o", "pid="], capture_output=True, text=True, check=False
+    ).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_a_re_executed_master_takes_over_the_port() -> None:
+    # USR2 starts a new master next to the old one (a zero-downtime upgrade). It must not
+    # take its own port for a taken one, and its workers share the port with the old ones.
+    with GunicornServer("bots.pids:app", workers=2, healthy=False) as server:
+        old_master = server.pid
+        old_workers = set(server.wait_for_workers())
+        os.kill(old_master, signal.SIGUSR2)
+        deadline = time.monotonic() + 20
+        new_master, new_workers = 0, set()
+        while len(new_workers) < 2:
+            assert time.monotonic() < deadline, server.log_tail()
+            assert server.running, server.log_tail()
+            time.sleep(0.1)
+            masters = children(old_master) - old_workers
+            if masters:
+                new_master = masters.pop()
+                new_workers = children(new_master)
+        wait_for_listeners(server.port, 4)  # old and new workers, a socket each
+        os.kill(old_master, signal.SIGTERM)  # the operator lets the old one go
+        server.process.wait(timeout=30)  # type: ignore[union-attr]
+        assert listening_sockets(server.port) == 2  # the old workers are gone
+        served = set(pids_of_connections(server, 16))
+        os.kill(new_master, signal.SIGTERM)
+        log = server.log_tail(200)
+    assert served <= {str(pid) for pid in new_workers}, (served, new_workers)
+    assert "cannot listen" not in log
