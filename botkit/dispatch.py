@@ -259,6 +259,11 @@ class Dispatcher:
         else:
             meta.name = str(payload["type"])
             run = PushRun(self, meta, payload, body)
+            if self.runtime.queue.full() and run.would_queue():
+                # Refused before the claim: under overload a refusal writes nothing to the
+                # store. Stream retries; a copy of an event already queued is refused too
+                # and answered from the store once there is room.
+                return run.unqueued("the queue is full")
         if not meta.webhook_id:
             log.debug("%s webhook without X-Webhook-Id: not deduplicated", meta.kind)
             return run.run()
@@ -737,6 +742,15 @@ class PushRun(Runner):
             user = message.get("user") if isinstance(message, dict) else None
         return isinstance(user, dict) and user.get("id") == bot_user
 
+    def would_queue(self) -> bool:
+        """Whether :meth:`run` queues this event (not the bot's own, and handled)."""
+        return not self._is_own() and bool(self.d.bot.handlers_for(self.meta.name))
+
+    def unqueued(self, reason: object) -> Response:
+        """503 for an event that could not be queued (Stream retries it)."""
+        log.error("push event %s could not be queued: %s", self.meta.webhook_id, reason)
+        return Response(503, dumps({"error": "could not queue the event"}), "unavailable", False)
+
     def run(self) -> Response:
         d = self.d
         if self._is_own():
@@ -752,10 +766,7 @@ class PushRun(Runner):
         try:
             d.runtime.queue.submit("event", payload)
         except Exception as exc:
-            log.error("push event %s could not be queued: %s", self.meta.webhook_id, exc)
-            return Response(
-                503, dumps({"error": "could not queue the event"}), "unavailable", False
-            )
+            return self.unqueued(exc)
         if signals.event_received.receivers:
             signals.event_received.send(d.bot, event=self.event)
         return Response(200, _QUEUED, "queued")

@@ -51,6 +51,12 @@ class TaskQueue:
     def submit(self, name: str, payload: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def full(self) -> bool:
+        """True while ``submit`` would refuse work for want of room. The push route asks
+        before it claims a webhook: a refusal then costs no store writes (a claim, then
+        its release) while the bot is overloaded. A queue without a bound says False."""
+        return False
+
     def state(self) -> dict[str, Any]:
         return {"url": self.url, "durable": self.durable, "ok": True}
 
@@ -162,6 +168,9 @@ class ThreadQueue(TaskQueue):
                 thread.start()
             queue = self._queue
         queue.put((name, payload))
+
+    def full(self) -> bool:
+        return self._pending >= self.max_pending and self._pid == os.getpid()
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "pending": self._pending}

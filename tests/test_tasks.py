@@ -352,6 +352,55 @@ def test_thread_queue_refuses_past_max_pending() -> None:
     assert queue.state()["pending"] == 0
 
 
+def test_a_full_queue_refuses_before_the_store_is_touched() -> None:
+    """Under overload a refusal costs no store writes (no claim, then no release), and
+    once there is room again Stream's retry is queued and acknowledged."""
+    bot = Bot()
+    gate = threading.Event()
+    ran: list[str | None] = []
+
+    @bot.on("message.new")
+    def wait(event: Event) -> None:
+        ran.append(event.webhook_id)
+        gate.wait(10)
+
+    queue = ThreadQueue(bot, max_workers=1, max_pending=1)
+    client = bot.test_client(config=config(bot_user_id=BOT_USER), queue=queue)
+    store = client.runtime.store
+    claimed: list[str] = []
+    claim = store.claim
+
+    def counted(key: str, fingerprint: str, ttl: float) -> Any:
+        claimed.append(key.rsplit(":", 1)[1])
+        return claim(key, fingerprint, ttl)
+
+    store.claim = counted  # type: ignore[method-assign]
+    try:
+        assert client.event("message.new", webhook_id="wh-1").json == {"ok": True}
+        assert queue.full()
+        refused = client.event("message.new", webhook_id="wh-2")
+        assert (refused.status, refused.json) == (503, {"error": "could not queue the event"})
+        # what would not be queued is answered as ever
+        assert client.event("reaction.new", webhook_id="wh-3").status == 200
+        own = client.event("message.new", webhook_id="wh-4", user={"id": BOT_USER})
+        assert own.json == {"ok": True, "ignored": "own event"}
+        assert claimed == ["wh-1", "wh-3", "wh-4"]
+        assert store.get("push:" + TEST_API_KEY + ":wh-2") is None
+    finally:
+        gate.set()
+    deadline = time.monotonic() + 10
+    while queue.full() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        retry = client.event("message.new", webhook_id="wh-2", attempt=2)
+        assert (retry.status, retry.json) == (200, {"ok": True})
+        while len(ran) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        queue.close()
+    assert ran == ["wh-1", "wh-2"]
+
+
 def test_an_exiting_process_waits_for_queued_work_then_says_what_is_lost(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
