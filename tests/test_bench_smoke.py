@@ -95,6 +95,28 @@ def test_quick_bench_prints_one_table() -> None:
     assert flask_row.split("|")[4].strip() == "1.00"  # the ratio column
 
 
+@pytest.mark.slow
+def test_push_latency_is_measured_before_the_queue_is_filled() -> None:
+    # At the maximum rate a thread:// queue fills up and push answers 503; the paced
+    # load that measures the acknowledgements' latency must come first.
+    out = subprocess.run(
+        [
+            sys.executable, str(BENCH), "--quick", "--wrk", _wrk(), "--routes", "push-1k",
+            "--baselines", "flask", "--connections", "4", "--verbose",
+        ],
+        capture_output=True, text=True, timeout=240, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stderr.splitlines()
+    paced = [i for i, line in enumerate(log) if line.startswith("run 1 push-1k")]
+    slices = [i for i, line in enumerate(log) if line.startswith("run 1.1 push-1k")]
+    assert len(paced) == 2 and len(slices) == 3, log  # botkit and flask; flask twice
+    assert max(paced) < min(slices)
+    header, _, *rows = [line for line in out.stdout.splitlines() if line.startswith("|")]
+    assert header.split("|")[-2].strip() == "errors (max / paced)"
+    assert all(row.split("|")[-2].strip().endswith("/ 0") for row in rows), rows
+
+
 def test_ratio_counts_the_slices_whose_flask_slices_agreed() -> None:
     args = bench.parse_args(["--quick"])
     route = bench.ROUTES["gif-1k"]
