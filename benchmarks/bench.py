@@ -507,6 +507,7 @@ def latency(
     files: dict[str, tuple[Path, str]],
     sampler: RSSSampler,
     row: Row,
+    run: int,
     top: float,
 ) -> None:
     """Latency at ``rate_fraction`` of the maximum rate ``top``."""
@@ -515,25 +516,10 @@ def latency(
     rate = max(top * args.rate_fraction, 1.0)
     delay_ms = max(1, round(args.connections * 1000 / rate))
     with sampler.watch(server):
-        row.paced.append(
-            wrk(args, url, path, signature, route.dedup, args.paced_duration, delay_ms)
-        )
+        p = wrk(args, url, path, signature, route.dedup, args.paced_duration, delay_ms)
+    row.paced.append(p)
     row.rss_kb = max(row.rss_kb, sampler.peak)
-
-
-def paced_latency(
-    args: argparse.Namespace,
-    server: Server,
-    route: Route,
-    files: dict[str, tuple[Path, str]],
-    sampler: RSSSampler,
-    row: Row,
-    run: int,
-    top: float,
-) -> None:
-    latency(args, server, route, files, sampler, row, top)
     if args.verbose:
-        p = row.paced[-1]
         print(
             f"run {run + 1} {route.name:16} {server.target.label:15} "
             f"p50 {p.p50_ms:.2f} ms  p99 {p.p99_ms:.2f} ms at {p.rps:.0f} req/s, "
@@ -635,7 +621,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                         for server in measured:
                             row = rows[(route.name, server.target.name)]
                             top = push_pace(args, rows, routes, route, server, files, sampler, run)
-                            paced_latency(args, server, route, files, sampler, row, run, top)
+                            latency(args, server, route, files, sampler, row, run, top)
                     # The maximum rate in short slices, every target between two slices
                     # of the hand-written Flask app: a slice's ratio is over the mean of
                     # the two around it, so the machine's drift cancels out.
@@ -673,7 +659,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                         for server in measured:
                             row = rows[(route.name, server.target.name)]
                             top = _median([s.rps for r, s in row.max if r == run])
-                            paced_latency(args, server, route, files, sampler, row, run, top)
+                            latency(args, server, route, files, sampler, row, run, top)
             finally:
                 for server in servers:
                     server.stop()
