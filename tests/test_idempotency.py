@@ -645,6 +645,48 @@ def test_redis_replies_read_in_pieces(redis_server: RedisServer, redis_url: str)
         store.close()
 
 
+class _LosesTheReply:
+    """A socket whose first read times out: what was sent reached Redis, the reply did not."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+
+    def recv(self, size: int) -> bytes:
+        raise TimeoutError("timed out")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def test_redis_claim_whose_reply_was_lost_is_still_ours(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    # The SET NX landed, its reply was lost, and the claim is sent again on a new
+    # connection: it finds its own pending value. Taking that for a copy in flight would
+    # leave the webhook unanswered until the claim expired (push: past Stream's retries).
+    store = open_store(redis_url)
+    assert isinstance(store, RedisStore)
+    try:
+        assert store.claim("before", "fp", 30) is None  # connected
+        conn = store._local.conn
+        conn._sock = _LosesTheReply(conn._sock)
+        assert store.claim("k", "fp", 30) is None
+        assert store.get("k") == Entry("fp", None, None)  # made once, pending
+        assert store.claim("k", "fp", 30) == Entry("fp", None, None)  # a copy waits
+        assert store.claim("k", "fp2", 30) == Entry("fp", None, None)
+        # a claim that was someone else's stays theirs
+        redis_server.command("SET", "botkit:idem:other", "Pfp-other", "PX", "30000")
+        store._local.conn._sock = _LosesTheReply(store._local.conn._sock)
+        assert store.claim("other", "fp", 30) == Entry("fp-other", None, None)
+        # a connection Redis had closed never carried the first sending: a claim with
+        # the same body found then is a copy's
+        redis_server.command("SET", "botkit:idem:copy", "Pfp", "PX", "30000")
+        redis_server.command("CLIENT", "KILL", "TYPE", "normal")
+        assert store.claim("copy", "fp", 30) == Entry("fp", None, None)
+    finally:
+        store.close()
+
+
 def test_sqlite_lock_error_is_unavailable(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/locked.db?busy_timeout=50")
     blocker = sqlite3.connect(str(tmp_path / "locked.db"), isolation_level=None)
