@@ -617,17 +617,26 @@ def test_redis_error_reply_is_unavailable_and_the_connection_stays_in_step(
         store.close()
 
 
-class _Dribble:
-    """A socket whose reads return one byte at a time, as a slow network may."""
+class _Network:
+    """A socket whose reads go through ``read(sock, size)``: a slow network, a lost reply."""
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, sock: Any, read: Callable[[Any, int], bytes]) -> None:
         self.sock = sock
+        self.read = read
 
     def recv(self, size: int) -> bytes:
-        return bytes(self.sock.recv(1))
+        return self.read(self.sock, size)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sock, name)
+
+
+def _dribble(sock: Any, size: int) -> bytes:
+    return bytes(sock.recv(1))  # one byte at a time
+
+
+def _lose_the_reply(sock: Any, size: int) -> bytes:
+    raise TimeoutError("timed out")  # what was sent reached Redis, the reply did not
 
 
 def test_redis_replies_read_in_pieces(redis_server: RedisServer, redis_url: str) -> None:
@@ -636,26 +645,13 @@ def test_redis_replies_read_in_pieces(redis_server: RedisServer, redis_url: str)
     try:
         assert store.claim("a", "fp", 30) is None
         conn = store._local.conn
-        conn._sock = _Dribble(conn._sock)
+        conn._sock = _Network(conn._sock, _dribble)
         assert store.claim("b", "fp", 30) is None
         assert store.claim("b", "fp2", 30) == Entry("fp", None, None)
         store._write_answers([(f"k{i}", "fp", 200, b"x" * i, time.time() + 60) for i in range(50)])
         assert all(store.get(f"k{i}") == Entry("fp", 200, b"x" * i) for i in range(50))
     finally:
         store.close()
-
-
-class _LosesTheReply:
-    """A socket whose first read times out: what was sent reached Redis, the reply did not."""
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-
-    def recv(self, size: int) -> bytes:
-        raise TimeoutError("timed out")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sock, name)
 
 
 def test_redis_claim_whose_reply_was_lost_is_still_ours(
@@ -669,14 +665,14 @@ def test_redis_claim_whose_reply_was_lost_is_still_ours(
     try:
         assert store.claim("before", "fp", 30) is None  # connected
         conn = store._local.conn
-        conn._sock = _LosesTheReply(conn._sock)
+        conn._sock = _Network(conn._sock, _lose_the_reply)
         assert store.claim("k", "fp", 30) is None
         assert store.get("k") == Entry("fp", None, None)  # made once, pending
         assert store.claim("k", "fp", 30) == Entry("fp", None, None)  # a copy waits
         assert store.claim("k", "fp2", 30) == Entry("fp", None, None)
         # a claim that was someone else's stays theirs
         redis_server.command("SET", "botkit:idem:other", "Pfp-other", "PX", "30000")
-        store._local.conn._sock = _LosesTheReply(store._local.conn._sock)
+        store._local.conn._sock = _Network(store._local.conn._sock, _lose_the_reply)
         assert store.claim("other", "fp", 30) == Entry("fp-other", None, None)
         # a connection Redis had closed never carried the first sending: a claim with
         # the same body found then is a copy's
