@@ -1368,18 +1368,15 @@ class RedisStore(_AnswersLater):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _one_line_replies(self, packed: bytes, count: int) -> list[bytes]:
+    def _one_line_replies(self, packed: bytes, count: int) -> tuple[list[bytes], bool]:
         """Send commands packed by :func:`_pack` on this thread's connection and return
         their ``count`` replies, each one line without its CRLF (``+OK``, ``$-1`` or
-        ``_`` for nil, ``-ERR …``). Only for commands whose replies are one line: it
-        reads the socket itself, because redis-py's packing and parsing cost more CPU
-        than the round trip (a claim: 64-78 → 53-69 µs). Retried once on a fresh connection."""
-        return self._send_packed(packed, count)[0]
-
-    def _send_packed(self, packed: bytes, count: int) -> tuple[list[bytes], bool]:
-        """:meth:`_one_line_replies`, and whether Redis may have run the commands once
-        already: the first sending timed out, so they were sent again. (A connection
-        found closed, as after a restart of Redis, had not reached it.)"""
+        ``_`` for nil, ``-ERR …``), and whether Redis may have run them once already.
+        Only for commands whose replies are one line: it reads the socket itself,
+        because redis-py's packing and parsing cost more CPU than the round trip (a
+        claim: 64-78 → 53-69 µs). Retried once on a fresh connection; when the first
+        sending timed out, Redis may have run it (a connection found closed, as after
+        a restart of Redis, had not reached it)."""
         ran_before = False
         for attempt in (1, 2):
             conn = self._connection()
@@ -1465,7 +1462,7 @@ class RedisStore(_AnswersLater):
             )
             for claim in claims
         )
-        replies, ran_before = self._send_packed(packed, len(claims))
+        replies, ran_before = self._one_line_replies(packed, len(claims))
         for claim, reply in zip(claims, replies, strict=True):
             taken = reply != b"+OK" and reply[:1] != b"-"
             claim.outcome = _MAYBE_MADE if ran_before and taken else reply
@@ -1486,7 +1483,7 @@ class RedisStore(_AnswersLater):
             for key, fingerprint, status, body, expires_at in answers
         )
         with self._errors("complete"):
-            for reply in self._one_line_replies(packed, len(answers)):
+            for reply in self._one_line_replies(packed, len(answers))[0]:  # SET: run twice is fine
                 _check_reply(reply)
 
     def release(self, key: str, fingerprint: str) -> None:
