@@ -294,12 +294,7 @@ class Dispatcher:
             self._remember(meta, response)
             return response
         if entry.fingerprint != fingerprint:
-            log.warning(
-                "webhook id %s reused with a different body: refused (409)", meta.webhook_id
-            )
-            signals.duplicate_conflict.send(self.bot, kind=meta.kind, webhook_id=meta.webhook_id)
-            body = dumps({"error": "webhook id reused with a different body"})
-            return Response(409, body, "conflict", cacheable=False)
+            return self._conflict(meta)
         while not entry.done and time.monotonic() < meta.deadline:
             time.sleep(_POLL)
             try:
@@ -314,10 +309,20 @@ class Dispatcher:
                 return self._store_down(meta, run, exc)
             if entry is None:  # the first delivery failed and released its claim
                 return self._once(meta, fingerprint, run)
+        if entry.done and entry.fingerprint != fingerprint:
+            # The SQLite store cannot tell which body another worker's claim is for, so a
+            # different body is found out only when that worker's answer is stored.
+            return self._conflict(meta)
         if entry.done and entry.status is not None and entry.body is not None:
             signals.duplicate_replayed.send(self.bot, kind=meta.kind, webhook_id=meta.webhook_id)
             return Response(entry.status, entry.body, "replayed")
         return run.in_flight()
+
+    def _conflict(self, meta: Meta) -> Response:
+        log.warning("webhook id %s reused with a different body: refused (409)", meta.webhook_id)
+        signals.duplicate_conflict.send(self.bot, kind=meta.kind, webhook_id=meta.webhook_id)
+        body = dumps({"error": "webhook id reused with a different body"})
+        return Response(409, body, "conflict", cacheable=False)
 
     def _remember(self, meta: Meta, response: Response) -> None:
         """Keep the answer of a claimed call for its copies (written just after the

@@ -54,6 +54,8 @@ from __future__ import annotations
 
 import abc
 import atexit
+import errno
+import hashlib
 import itertools
 import logging
 import math
@@ -68,6 +70,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX (Windows): the SQLite store says so
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # pragma: no cover
     import redis
@@ -183,7 +190,10 @@ class Store(abc.ABC):
 
         An expired entry counts as absent, so a worker killed after claiming
         does not block Stream's retry forever: choose ``claim_ttl`` a bit
-        longer than the slowest handler should take.
+        longer than the slowest handler should take. (The SQLite store's claims
+        also end with the process that holds them; a claim of another process is
+        returned with the caller's own ``fingerprint``, since which body it is for
+        cannot be seen from here.)
         """
 
     @abc.abstractmethod
@@ -204,8 +214,9 @@ class Store(abc.ABC):
         transaction or pipeline. Until then :meth:`get` and :meth:`claim` in this
         process already see the stored answer, and a copy that lands on another
         worker waits for it as it waits for any delivery still running. If the
-        process dies before the write, the claim expires and Stream's retry (if there
-        is one) runs the handler again. This store writes at once.
+        process dies before the write, its claim ends (SQLite) or expires (Redis) and
+        Stream's retry (if there is one) runs the handler again. This store writes at
+        once.
         """
         self.complete(key, fingerprint, status, body, ttl)
 
@@ -267,7 +278,8 @@ class _AnswerWriter:
 
     #: Seconds the thread waits, once an answer is queued, for more to write with it.
     #: Copies in other workers look for the answer every 20 ms anyway; a worker that
-    #: dies in this time leaves its claims to expire (``BOTKIT_CLAIM_TTL``).
+    #: dies in this time leaves its claims to end with it (SQLite) or expire
+    #: (``BOTKIT_CLAIM_TTL``, Redis), and Stream's retries run the handlers again.
     linger = 0.02
 
     def __init__(
@@ -348,7 +360,7 @@ class _AnswerWriter:
             if batch:
                 try:
                     self._write(batch)
-                except Exception as exc:  # the claims expire and Stream's retries run again
+                except Exception as exc:  # Stream's retries run the handlers again
                     logger.warning("%s: %d answers not stored: %s", self._name, len(batch), exc)
             if self._maintain is not None:
                 try:
@@ -713,51 +725,19 @@ CREATE TABLE IF NOT EXISTS botkit_counters (
 """
 
 
-# A claim and a batch of answers are each one statement in autocommit mode: SQLite takes
-# and lets go of the write lock inside one sqlite3_step, which runs without the GIL. (A
-# RETURNING clause, or BEGIN ... COMMIT around several statements, would hold the lock
-# while the thread waits for the GIL in between: milliseconds when a worker is busy.)
-# Claims live in a table of their own, one small B-tree with only the webhooks in flight:
-# a claim changes one or two pages, where a row of the answers table changes its table,
-# its key index and its expiry index, and grows the file. The trigger above deletes a
-# claim in the statement that stores its answer; a webhook with a live answer cannot be
-# claimed again.
-_SQLITE_CLAIM = (
-    "INSERT INTO botkit_claims (key, fingerprint, expires_at)"
-    " SELECT ?1, ?2, ?3 WHERE NOT EXISTS"
-    " (SELECT 1 FROM botkit_idempotency WHERE key = ?1 AND expires_at > ?4)"
-    " ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint,"
-    " expires_at = excluded.expires_at"
-    " WHERE botkit_claims.expires_at <= ?4"
-)
-# Claims made together (see _ClaimCombiner): the same as _SQLITE_CLAIM for each row of
-# VALUES; ?1 is now. Which rows it inserted or took over, the temporary triggers of the
-# connection (_SQLITE_WON) write down, for this connection only.
-_SQLITE_CLAIMS = (
-    "INSERT INTO botkit_claims (key, fingerprint, expires_at)"
-    " SELECT column1, column2, column3 FROM (VALUES {rows})"
-    " WHERE NOT EXISTS (SELECT 1 FROM botkit_idempotency WHERE key = column1 AND expires_at > ?1)"
-    " ON CONFLICT(key) DO UPDATE SET fingerprint = excluded.fingerprint,"
-    " expires_at = excluded.expires_at"
-    " WHERE botkit_claims.expires_at <= ?1"
-)
-_SQLITE_WON = """
-PRAGMA temp_store = MEMORY;
-CREATE TEMP TABLE IF NOT EXISTS botkit_won (key TEXT NOT NULL);
-CREATE TEMP TRIGGER IF NOT EXISTS botkit_won_insert AFTER INSERT ON main.botkit_claims
-BEGIN
-    INSERT INTO botkit_won (key) VALUES (NEW.key);
-END;
-CREATE TEMP TRIGGER IF NOT EXISTS botkit_won_update AFTER UPDATE ON main.botkit_claims
-BEGIN
-    INSERT INTO botkit_won (key) VALUES (NEW.key);
-END;
-"""
+# A batch of answers is one statement in autocommit mode: SQLite takes and lets go of the
+# write lock inside one sqlite3_step, which runs without the GIL. (BEGIN ... COMMIT around
+# several statements would hold the lock while the thread waits for the GIL in between:
+# milliseconds when a worker is busy.) Claims are not written to the file at all: see
+# _ClaimLocks. The claims table is kept for botkit versions that wrote their claims there
+# (a rolling deploy runs both): their rows are honoured until they expire, and the
+# trigger above deletes one when its answer is stored.
 _SQLITE_ANSWERS = (
     "INSERT OR REPLACE INTO botkit_idempotency (key, fingerprint, status, body, expires_at) VALUES "
 )
 _SQLITE_ANSWERS_PER_STATEMENT = 500  # 5 parameters each: well under SQLite's 32,766
-# An answer (or the pending row of a botkit before the claims table) first, then a claim.
+# An answer (or the pending row of a botkit before the claims table) first, then a claim
+# of a botkit that wrote its claims to the claims table.
 _SQLITE_GET = (
     "SELECT fingerprint, status, body FROM botkit_idempotency WHERE key = ?1 AND expires_at > ?2"
     " UNION ALL SELECT fingerprint, NULL, NULL FROM botkit_claims"
@@ -771,7 +751,6 @@ class _ThreadConn(threading.local):
     generation: int = -1
     conn: sqlite3.Connection | None = None
     uncached: sqlite3.Connection | None = None  # for the answers: see _connect
-    batch: sqlite3.Connection | None = None  # for claims made together: see _claim_many
 
 
 # Connections inherited through fork() belong to the parent process. Closing them
@@ -780,25 +759,168 @@ class _ThreadConn(threading.local):
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 
 
+class _ClaimLocks:
+    """This process's claims on one SQLite store: a byte-range lock (``fcntl``) for each,
+    at a 62-bit hash of its key in a file next to the database (``<database>-claims``).
+
+    A claim is the one thing every worker must see before a handler runs, and writing it
+    to the database was two thirds of what the SQLite store cost per webhook (a write
+    transaction between processes, each invalidating the others' page caches). A lock is
+    one system call, held in the kernel, and let go by the kernel when its process ends,
+    however it ends: a claim of a killed worker is free at once, not after
+    ``BOTKIT_CLAIM_TTL``.
+
+    POSIX locks belong to a process, not to a thread or a file descriptor: a process
+    taking a range it holds succeeds again, and closing *any* descriptor of the file lets
+    go of all its locks on it. So there is one of these per file and process (stores
+    opened on the same file share it; its descriptor is closed when the last one closes),
+    and ``held`` tells the process's own claims apart: fingerprint and expiry (store
+    clock) of each. An expired claim of this process can be taken over by a copy reaching
+    this process; another process's claim lasts until it answers, lets go, or ends.
+    """
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.mutex = threading.Lock()
+        self.held: dict[str, tuple[str, float]] = {}
+        self.users = 0
+
+    @staticmethod
+    def _offset(key: str) -> int:
+        # Two keys in flight at one offset would share a lock: with 62 bits, a chance
+        # of about n * n / 2**63 for n claims in flight.
+        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") >> 2  # under 2**62: a valid file offset
+
+    def take(self, key: str, fingerprint: str, expires: float, now: float) -> Entry | None:
+        """None when this call now holds ``key``; else the claim in the way: this
+        process's own (with its fingerprint), or another process's (``fingerprint``:
+        which body it is for, this process cannot see)."""
+        with self.mutex:  # a lock taken and the note of it are one step for this process
+            mine = self.held.get(key)
+            if mine is not None and mine[1] > now:
+                return Entry(mine[0], None, None)
+            if mine is None:
+                try:
+                    fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset(key))
+                except OSError as exc:
+                    if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                        raise
+                    return Entry(fingerprint, None, None)
+            self.held[key] = (fingerprint, expires)
+        return None
+
+    def give_back(self, key: str, fingerprint: str | None = None) -> None:
+        """Let go of this process's claim of ``key`` (only if it is for ``fingerprint``,
+        when one is given)."""
+        with self.mutex:
+            mine = self.held.get(key)
+            if mine is None or (fingerprint is not None and mine[0] != fingerprint):
+                return
+            del self.held[key]
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, self._offset(key))
+
+    def holder(self, key: str, now: float) -> Entry | None:
+        """The live claim of ``key``: this process's, another process's (fingerprint
+        ``""``: not known here), or None."""
+        with self.mutex:
+            mine = self.held.get(key)
+            if mine is not None:
+                return Entry(mine[0], None, None) if mine[1] > now else None
+            offset = self._offset(key)
+            try:
+                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+                return Entry("", None, None)
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, offset)
+            return None
+
+    def expire(self, now: float) -> None:
+        """Let go of this process's claims that expired (a handler that never answered)."""
+        with self.mutex:
+            for key in [key for key, (_, expires) in self.held.items() if expires <= now]:
+                del self.held[key]
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, self._offset(key))
+
+    def _forked(self) -> None:
+        # In a child of fork(): it holds none of its parent's locks (POSIX locks are not
+        # inherited). The descriptor is the same file's and stays in use.
+        self.mutex = threading.Lock()
+        self.held = {}
+
+
+#: The claim locks of each store file, by (device, inode), in this process.
+_CLAIM_LOCKS: dict[tuple[int, int], _ClaimLocks] = {}
+_CLAIM_LOCKS_MUTEX = threading.Lock()
+
+
+def _claim_locks_forked() -> None:
+    global _CLAIM_LOCKS_MUTEX
+    _CLAIM_LOCKS_MUTEX = threading.Lock()
+    for locks in _CLAIM_LOCKS.values():
+        locks._forked()
+
+
+os.register_at_fork(after_in_child=_claim_locks_forked)
+
+
+def _open_claim_locks(database: str) -> _ClaimLocks:
+    """The claim locks of the store file at ``database``, shared in this process."""
+    if fcntl is None:  # pragma: no cover - Windows
+        raise StoreConfigError("the sqlite store needs POSIX file locks (fcntl); use memory://")
+    path = database + "-claims"
+    with _CLAIM_LOCKS_MUTEX:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            pass
+        else:  # never open a second descriptor of a file whose locks we hold: see above
+            found = _CLAIM_LOCKS.get((st.st_dev, st.st_ino))
+            if found is not None:
+                found.users += 1
+                return found
+        try:
+            mode = os.stat(database).st_mode & 0o666
+        except OSError:
+            mode = 0o644
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+        st = os.fstat(fd)
+        locks = _CLAIM_LOCKS[(st.st_dev, st.st_ino)] = _ClaimLocks(path, fd)
+        locks.users += 1
+        return locks
+
+
+def _close_claim_locks(locks: _ClaimLocks) -> None:
+    with _CLAIM_LOCKS_MUTEX:
+        locks.users -= 1
+        if locks.users > 0:
+            return
+        for ident, found in list(_CLAIM_LOCKS.items()):
+            if found is locks:
+                del _CLAIM_LOCKS[ident]
+        os.close(locks.fd)  # lets go of whatever this process still held on the file
+
+
 class SQLiteStore(_AnswersLater):
     """A SQLite file shared by all processes on one machine.
 
     WAL mode, one connection per thread and per process (a connection opened
-    before gunicorn forks is never used by a child), autocommit: a claim is one
-    ``INSERT … ON CONFLICT … DO UPDATE … WHERE expired`` statement on a small table of
-    the webhooks in flight, so no lock is held while a handler runs; the statement that
-    stores an answer deletes its claim. Expiry is the ``expires_at`` column, compared with the
-    injected clock; expired rows are deleted in small batches every
+    before gunicorn forks is never used by a child), autocommit. A claim is a lock of
+    the process on a file next to the database (:class:`_ClaimLocks`), then a read of
+    the answers; nothing is written until the answer, and the claim is let go once its
+    answer is in the file. Expiry of answers is the ``expires_at`` column, compared with
+    the injected clock; expired rows are deleted in small batches every
     ``SQLITE_CLEANUP_EVERY`` claims, off the request threads.
 
     Writes from one process take turns on a lock of the process, and a write that
     finds another process's write lock is retried after 50 µs, then 100 µs, ... up
     to 2 ms, until ``busy_timeout``: SQLite's own busy handler sleeps a whole
     millisecond and more, long after a write of a few microseconds let go of the
-    lock. Claims that a process's threads make at the same time share one statement
-    (``_ClaimCombiner``): under load, the write between processes is what costs.
-    Answers from :meth:`complete_soon` are written in batches, one statement each, by a
-    thread of the process, which also checkpoints the WAL.
+    lock. Answers from :meth:`complete_soon` are written in batches, one statement
+    each, by a thread of the process, which also checkpoints the WAL.
     """
 
     def __init__(
@@ -821,9 +943,9 @@ class SQLiteStore(_AnswersLater):
         self._write_lock = threading.Lock()
         self._write_lock_pid = _pid
         self._answers = _AnswerWriter(self._write_answers, "botkit-sqlite-answers", self._maintain)
-        self._combiner = _ClaimCombiner(self._claim_many)
         self._checkpointed = time.monotonic()
         self._init_schema()
+        self._locks: _ClaimLocks | None = _open_claim_locks(path)
 
     def _init_schema(self) -> None:
         # Several workers may create the file at the same moment. Switching to
@@ -851,23 +973,21 @@ class SQLiteStore(_AnswersLater):
 
     # -- connections -------------------------------------------------------
 
-    def _connect(self, uncached: bool = False, batch: bool = False) -> sqlite3.Connection:
+    def _connect(self, uncached: bool = False) -> sqlite3.Connection:
         """This thread's connection. ``uncached``: a second one without a statement
         cache, for the answers: a cached statement keeps the values last bound to it, and
         a batch of N answers is a statement of its own for every N, so a cache of them
-        kept every body of the last batch of each size (174 MB for 128 sizes of 20 KB).
-        ``batch``: a third one, with the temporary triggers of claims made together
-        (``_SQLITE_WON``), opened by the threads that make them."""
+        kept every body of the last batch of each size (174 MB for 128 sizes of 20 KB)."""
         local = self._local
         pid = _pid
-        current = local.uncached if uncached else local.batch if batch else local.conn
+        current = local.uncached if uncached else local.conn
         if current is not None and local.pid == pid and local.generation == self._generation:
             return current
         if local.pid != pid:
-            for inherited in (local.conn, local.uncached, local.batch):
+            for inherited in (local.conn, local.uncached):
                 if inherited is not None:
                     _INHERITED_CONNECTIONS.append(inherited)
-            local.conn = local.uncached = local.batch = None
+            local.conn = local.uncached = None
         conn = sqlite3.connect(
             self.path,
             timeout=0,  # busy: see _retry
@@ -883,20 +1003,16 @@ class SQLiteStore(_AnswersLater):
             conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
             conn.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
-            if batch:
-                conn.executescript(_SQLITE_WON)
         except BaseException:
             conn.close()
             raise
         with self._lock:
             self._open.append((pid, conn))
             if local.generation != self._generation:  # close() ended them all
-                local.conn = local.uncached = local.batch = None
+                local.conn = local.uncached = None
             local.pid, local.generation = pid, self._generation
             if uncached:
                 local.uncached = conn
-            elif batch:
-                local.batch = conn
             else:
                 local.conn = conn
         return conn
@@ -922,7 +1038,6 @@ class SQLiteStore(_AnswersLater):
         fn: Callable[[sqlite3.Connection], T],
         write: bool = True,
         uncached: bool = False,
-        batch: bool = False,
     ) -> T:
         """``fn(connection)``, again after a short sleep while another process holds
         the database's write lock, for up to ``busy_timeout``; writes of this process
@@ -938,7 +1053,7 @@ class SQLiteStore(_AnswersLater):
             if lock is not None and not lock.acquire(timeout=self.busy_timeout_ms / 1000):
                 raise sqlite3.OperationalError("database is locked (by this process)")
             try:
-                return fn(self._connect(uncached, batch))
+                return fn(self._connect(uncached))
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() + delay >= deadline:
                     raise
@@ -974,74 +1089,35 @@ class SQLiteStore(_AnswersLater):
 
     # -- Store API ----------------------------------------------------------
 
+    def _claim_locks(self) -> _ClaimLocks:
+        locks = self._locks
+        if locks is None:  # used again after close()
+            locks = self._locks = _open_claim_locks(self.path)
+        return locks
+
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
         answer = self._answers.entry(key)
         if answer is not None:  # answered in this process, not written yet
             return answer
-        # One statement, so one short write transaction: insert the claim, or take over
-        # an expired row. Only a live row is left alone. Claims of other threads made at
-        # the same time share the statement (_claim_many).
+        now = self._clock()
         with self._errors("claim"):
-            for _ in range(3):
-                if self._combiner.claim(key, fingerprint, claim_ttl):
-                    break
-                rows = self._rows(_SQLITE_GET, (key, self._clock()), write=False)
-                if rows:
-                    return self._entry(rows[0])
-                # the live row expired or was released in between: try again
-            else:  # pragma: no cover - three races in a row
-                raise StoreUnavailable(f"sqlite store {self.url}: claim kept racing")
+            locks = self._claim_locks()
+            # The lock first, then the look at the answers: an answer is in the file
+            # before its claim is let go, so whoever takes the lock next reads it.
+            held = locks.take(key, fingerprint, now + claim_ttl, now)
+            if held is not None:
+                return held
+            try:
+                rows = self._rows(_SQLITE_GET, (key, now), write=False)
+            except BaseException:
+                locks.give_back(key, fingerprint)
+                raise
+        if rows:  # answered (or claimed by an older botkit): not ours to run
+            locks.give_back(key, fingerprint)
+            return self._entry(rows[0])
         if next(self._claims) % SQLITE_CLEANUP_EVERY == 0:
             self._answers.maintain_soon()  # the cleanup, off this request's thread
         return None
-
-    def _claim_many(self, claims: list[_Claiming]) -> None:
-        """Make ``claims`` in one statement; each outcome is whether it was made."""
-        now = self._clock()
-        if len(claims) == 1:  # the count of changed rows says whether it was made
-            one = claims[0]
-            one.outcome = (
-                self._change(_SQLITE_CLAIM, (one.key, one.fingerprint, now + one.ttl, now)) == 1
-            )
-            return
-        # The same key twice: the first one may win, the second loses to it (its GET
-        # then finds the first one's claim).
-        first: dict[str, _Claiming] = {}
-        for claim in claims:
-            first.setdefault(claim.key, claim)
-            claim.outcome = False
-        rows = ", ".join(f"(?{3 * i + 2}, ?{3 * i + 3}, ?{3 * i + 4})" for i in range(len(first)))
-        sql = _SQLITE_CLAIMS.format(rows=rows)
-        values = (now, *(v for c in first.values() for v in (c.key, c.fingerprint, now + c.ttl)))
-
-        def claim_all(conn: sqlite3.Connection) -> list[str]:
-            made = conn.execute(sql, values).rowcount
-            if made == 0:
-                return []
-            try:
-                if made == len(first):
-                    conn.execute("DELETE FROM temp.botkit_won")
-                    return list(first)
-                # Some were not made: the triggers wrote down which were. (A RETURNING
-                # clause on the claim would hold the write lock while this thread waits
-                # for the GIL between rows; this one holds only a temporary table.)
-                won = conn.execute("DELETE FROM temp.botkit_won RETURNING key").fetchall()
-                return [row[0] for row in won]
-            except BaseException:  # never let a later batch read these rows as its own
-                self._drop_batch_connection(conn)
-                raise
-
-        for key in self._retry(claim_all, batch=True):
-            if key in first:
-                first[key].outcome = True
-
-    def _drop_batch_connection(self, conn: sqlite3.Connection) -> None:
-        if self._local.batch is conn:
-            self._local.batch = None
-        try:
-            conn.close()
-        except sqlite3.Error:  # pragma: no cover
-            pass
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
         with self._errors("complete"):
@@ -1049,35 +1125,45 @@ class SQLiteStore(_AnswersLater):
 
     def _write_answers(self, answers: list[Completion]) -> None:
         step = _SQLITE_ANSWERS_PER_STATEMENT
-        for start in range(0, len(answers), step):
-            chunk = answers[start : start + step]
-            sql = _SQLITE_ANSWERS + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-            params = tuple(value for answer in chunk for value in answer)
-            self._change(sql, params, uncached=True)
+        try:
+            for start in range(0, len(answers), step):
+                chunk = answers[start : start + step]
+                sql = _SQLITE_ANSWERS + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+                params = tuple(value for answer in chunk for value in answer)
+                self._change(sql, params, uncached=True)
+        finally:
+            # Written: the next claim reads the answer. Not written: the claims go, and
+            # Stream's retries run the handlers again, as after a crash.
+            locks = self._locks  # None after close(), which let go of every claim
+            if locks is not None:
+                for answer in answers:
+                    locks.give_back(answer[0])
 
     def release(self, key: str, fingerprint: str) -> None:
-        with self._errors("release"):
-            self._retry(
-                lambda conn: conn.execute(
-                    "DELETE FROM botkit_claims WHERE key = ? AND fingerprint = ? AND expires_at > ?",
-                    (key, fingerprint, self._clock()),
-                )
-            )
+        locks = self._locks  # None after close(), which let go of every claim
+        if locks is not None:
+            with self._errors("release"):
+                locks.give_back(key, fingerprint)
 
     def get(self, key: str) -> Entry | None:
         answer = self._answers.entry(key)
         if answer is not None:
             return answer
+        now = self._clock()
         with self._errors("get"):
-            rows = self._rows(_SQLITE_GET, (key, self._clock()), write=False)
-        return self._entry(rows[0]) if rows else None
+            rows = self._rows(_SQLITE_GET, (key, now), write=False)
+            if rows:
+                return self._entry(rows[0])
+            return self._claim_locks().holder(key, now)
 
     def _maintain(self, requested: bool) -> None:
         """Housekeeping on the answers thread: the expired-row cleanup when the claims
-        ask for it, and a WAL checkpoint every ``SQLITE_CHECKPOINT_EVERY`` seconds (the
+        ask for it, this process's expired claims let go, and a WAL checkpoint every ``SQLITE_CHECKPOINT_EVERY`` seconds (the
         only one: commits do not checkpoint, see ``SQLITE_AUTOCHECKPOINT_PAGES``)."""
         if requested:
             self.cleanup()
+        if self._locks is not None:
+            self._locks.expire(self._clock())
         if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
             self._checkpointed = time.monotonic()
             self.checkpoint()
@@ -1141,6 +1227,9 @@ class SQLiteStore(_AnswersLater):
             mine = [conn for owner, conn in self._open if owner == pid]
             self._open = [(owner, conn) for owner, conn in self._open if owner != pid]
             self._generation += 1
+            locks, self._locks = self._locks, None
+        if locks is not None:
+            _close_claim_locks(locks)
         for conn in mine:
             try:
                 conn.close()

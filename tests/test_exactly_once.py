@@ -565,3 +565,54 @@ def test_before_send_in_budget_passes(sqlite_bot: GunicornServer) -> None:
     assert result.status == 200
     assert result.json()["message"]["text"] == "quick one"
     assert "Traceback" not in sqlite_bot.log()
+
+
+@pytest.mark.parametrize("same_body", [True, False], ids=["same body", "different body"])
+def test_a_copy_of_a_call_in_flight_in_another_process_waits_for_its_answer(
+    tmp_path: Path, same_body: bool
+) -> None:
+    """With SQLite, a claim of another worker is a lock this worker cannot take, and which
+    body it is for cannot be seen: the copy waits for the answer, whose fingerprint
+    decides between the replay and 409."""
+    from botkit.idempotency import open_store
+    from botkit.testing import TestClient
+
+    bot = Bot()
+
+    @bot.command("echo")
+    def echo(ctx: CommandContext) -> str:
+        raise AssertionError("the first delivery, in the other process, runs the handler")
+
+    url = f"sqlite:///{tmp_path}/store.db"
+    config = Config(keyring=KeyRing({KEY: (SECRET,)}), store_url=url)
+    body = encode(command_payload("/echo hi"))
+    webhook_id = uuid.uuid4().hex
+    first_body = body if same_body else encode(command_payload("/echo something else"))
+    fingerprint = hashlib.sha256(first_body).hexdigest()
+    answer = b'{"message": {"text": "from the other worker"}}'
+    with TestClient(bot, config=config, api_key=KEY, secret=SECRET) as client:
+        claimed, go = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the other worker: claims, answers 0.3 s later
+            code = 1
+            try:
+                store = open_store(url)
+                key = f"command:{KEY}:{webhook_id}"
+                if store.claim(key, fingerprint, 30) is None:
+                    os.write(go, b"x")
+                    time.sleep(0.3)
+                    store.complete(key, fingerprint, 200, answer, 60)
+                    code = 0
+            finally:
+                os._exit(code)
+        try:
+            assert os.read(claimed, 1) == b"x"
+            reply = client.post("/custom-commands?type=echo", body, webhook_id=webhook_id)
+        finally:
+            _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        if same_body:
+            assert (reply.status, reply.body) == (200, answer)
+        else:
+            assert reply.status == 409
+            assert reply.json == {"error": "webhook id reused with a different body"}

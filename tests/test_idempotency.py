@@ -430,9 +430,10 @@ N_THREADS = 4
 N_KEYS = 25
 
 
-def _race_in_child(store: Store, barrier: Any, results: Any) -> None:
+def _race_in_child(store: Store, barrier: Any, results: Any, done: Any) -> None:
     """Run in a forked child: N_THREADS threads (main thread included) claim every
-    key; a barrier shared by all processes lines every contender up on each key."""
+    key; a barrier shared by all processes lines every contender up on each key. The
+    child reports, then lives on holding its claims until ``done`` is set."""
     owned: list[str] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -456,32 +457,49 @@ def _race_in_child(store: Store, barrier: Any, results: Any) -> None:
     for t in threads:
         t.join()
     results.put((os.getpid(), owned, errors))
+    done.wait(timeout=60)
 
 
-def _race(store: Store) -> None:
+def _race(store: Store, claims_end_with_their_process: bool = False) -> None:
     # Use the store in the parent first, so that children inherit open
     # connections they must not reuse.
     assert store.claim("warmup", "fp", 30) is None
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(N_PROCESSES * N_THREADS)
     results = ctx.Queue()
+    done = ctx.Event()
     procs = [
-        ctx.Process(target=_race_in_child, args=(store, barrier, results))
+        ctx.Process(target=_race_in_child, args=(store, barrier, results, done))
         for _ in range(N_PROCESSES)
     ]
     for p in procs:
         p.start()
-    outcomes = [results.get(timeout=60) for _ in procs]
+    try:
+        outcomes = [results.get(timeout=60) for _ in procs]
+        errors = [e for _, _, errs in outcomes for e in errs]
+        assert errors == []
+        owned = sorted(key for _, keys, _ in outcomes for key in keys)
+        assert owned == sorted(f"race-{i}" for i in range(N_KEYS))
+        # While the children live, their claims hold (whose body a SQLite claim of
+        # another process is for, the parent cannot see: fingerprint "").
+        for pid, keys, _ in outcomes:
+            for key in keys:
+                fingerprint = "" if claims_end_with_their_process else f"fp-{pid}"
+                assert store.get(key) == Entry(fingerprint, None, None)
+                # a claim in the way: the caller's own fingerprint where it cannot be seen
+                fingerprint = "parent" if claims_end_with_their_process else f"fp-{pid}"
+                assert store.claim(key, "parent", 30) == Entry(fingerprint, None, None)
+    finally:
+        done.set()
     for p in procs:
         p.join(timeout=10)
         assert p.exitcode == 0
-    errors = [e for _, _, errs in outcomes for e in errs]
-    assert errors == []
-    owned = sorted(key for _, keys, _ in outcomes for key in keys)
-    assert owned == sorted(f"race-{i}" for i in range(N_KEYS))
-    for pid, keys, _ in outcomes:
+    for _, keys, _ in outcomes:
         for key in keys:
-            assert store.get(key) == Entry(f"fp-{pid}", None, None)
+            if claims_end_with_their_process:  # the kernel let go of the children's locks
+                assert store.get(key) is None
+            else:  # expire after claim_ttl
+                assert store.get(key) is not None
     assert store.counters("race") == {"claims": N_PROCESSES * N_THREADS * N_KEYS}
     # The parent's own connection still works.
     assert store.claim("warmup", "fp", 30) == Entry("fp", None, None)
@@ -491,7 +509,7 @@ def _race(store: Store) -> None:
 def test_sqlite_many_processes_single_owner(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/race.db")
     try:
-        _race(store)
+        _race(store, claims_end_with_their_process=True)
     finally:
         store.close()
 
@@ -689,16 +707,20 @@ def test_sqlite_lock_error_is_unavailable(tmp_path: Any) -> None:
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         started = time.monotonic()
-        for name, call in _all_calls(store).items():
-            if name in ("claim", "complete", "release", "incr"):
-                with pytest.raises(StoreUnavailable) as info:
-                    call()
-                assert isinstance(info.value.__cause__, sqlite3.Error), name
+        # Claims write nothing (a lock of the process, a read): another writer is no
+        # obstacle.
+        assert store.claim("k", "fp", 30) is None
+        store.release("k", "fp")
+        for name in ("complete", "incr"):
+            with pytest.raises(StoreUnavailable) as info:
+                _all_calls(store)[name]()
+            assert isinstance(info.value.__cause__, sqlite3.Error), name
         assert time.monotonic() - started < 2.0
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
-    assert store.claim("k", "fp", 30) is None  # works again once the lock is gone
+    store.complete("k", "fp", 200, b"ok", 60)  # works again once the lock is gone
+    assert store.claim("k", "fp", 30) == Entry("fp", 200, b"ok")
     store.close()
 
 
@@ -761,8 +783,12 @@ def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(idem, "SQLITE_CLEANUP_EVERY", 10)
     for i in range(9):
         assert store.claim(f"old-{i}", "fp", 1) is None
-    store.complete("old-0", "fp", 200, b"done", 2)  # its claim goes with the answer
+    store.complete("old-0", "fp", 200, b"done", 2)
     store.complete("kept", "fp", 200, b"kept", 60)
+    # claims of an older botkit, which wrote them to the claims table
+    db.execute("INSERT INTO botkit_claims VALUES ('older', 'fp', ?)", (clock() + 1,))
+    db.execute("INSERT INTO botkit_claims VALUES ('older-live', 'fp', ?)", (clock() + 60,))
+    db.commit()
 
     def rows() -> dict[str, list[str]]:
         return {
@@ -770,14 +796,15 @@ def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPa
             for table in ("botkit_claims", "botkit_idempotency")
         }
 
+    # a claim writes nothing to the file: only the answers are rows
     assert rows() == {
-        "botkit_claims": [f"old-{i}" for i in range(1, 9)],
+        "botkit_claims": ["older", "older-live"],
         "botkit_idempotency": ["kept", "old-0"],
     }
     clock.advance(5)
     assert store.claim("new", "fp", 30) is None  # 10th claim asks for the cleanup
     assert store.flush(5)  # which runs on the store's own thread
-    assert rows() == {"botkit_claims": ["new"], "botkit_idempotency": ["kept"]}
+    assert rows() == {"botkit_claims": ["older-live"], "botkit_idempotency": ["kept"]}
     db.close()
     store.close()
 
@@ -798,10 +825,10 @@ def test_sqlite_checkpoint_starts_the_wal_over(tmp_path: Any) -> None:
         assert store.claim(f"k{i}", "fp", 30) is None
         store.complete(f"k{i}", "fp", 200, b"x" * 900, 60)
     grown = _wal_frames(tmp_path / "w.db")
-    assert grown > 300  # every claim and answer appended pages
+    assert grown > 300  # every answer appended pages
     busy, frames, copied = store.checkpoint()
     assert (busy, frames, copied) == (0, grown, grown)
-    assert store.claim("next", "fp", 30) is None
+    store.complete("next", "fp", 200, b"x", 60)
     # the write after the checkpoint started the WAL over instead of appending to it
     assert 0 < _wal_frames(tmp_path / "w.db") < 10
     assert store.get("k299") == Entry("fp", 200, b"x" * 900)
@@ -824,17 +851,23 @@ def test_sqlite_checkpoint_returns_busy_while_another_process_writes(tmp_path: A
     store.close()
 
 
-def test_sqlite_claims_table_answers_and_older_pending_rows(tmp_path: Any) -> None:
+def test_sqlite_claims_of_older_botkits_are_honoured(tmp_path: Any) -> None:
     clock = FakeClock()
     store = open_store(f"sqlite:///{tmp_path}/o.db", clock=clock)
     db = sqlite3.connect(str(tmp_path / "o.db"), isolation_level=None)
     assert store.claim("k", "fp", 5) is None
-    assert db.execute("SELECT key, fingerprint FROM botkit_claims").fetchall() == [("k", "fp")]
-    store.complete("k", "fp", 200, b"ok", 60)
-    # the statement that stored the answer deleted the claim
     assert db.execute("SELECT COUNT(*) FROM botkit_claims").fetchone()[0] == 0
+    store.complete("k", "fp", 200, b"ok", 60)
     clock.advance(10)  # past the claim's TTL, inside the answer's
     assert store.claim("k", "fp2", 5) == Entry("fp", 200, b"ok")
+    # a claim an older botkit wrote to the claims table (a rolling deploy runs both)
+    db.execute("INSERT INTO botkit_claims VALUES ('rolling', 'fp-old', ?)", (clock() + 30,))
+    assert store.claim("rolling", "fp", 30) == Entry("fp-old", None, None)
+    assert store.get("rolling") == Entry("fp-old", None, None)
+    store.complete("rolling", "fp-old", 200, b"old", 60)  # as the older worker would
+    # the statement that stored the answer deleted that claim
+    assert db.execute("SELECT COUNT(*) FROM botkit_claims").fetchone()[0] == 0
+    assert store.claim("rolling", "fp", 30) == Entry("fp-old", 200, b"old")
     # a pending row written by a botkit from before the claims table still holds its key
     db.execute(
         "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
@@ -850,7 +883,7 @@ def test_sqlite_claims_table_answers_and_older_pending_rows(tmp_path: Any) -> No
 
 
 # ---------------------------------------------------------------------------
-# Claims made together (_ClaimCombiner)
+# Claims made together (_ClaimCombiner, the Redis store's)
 
 
 def claims_behind_a_held_call(keys: str, most: int = 64) -> tuple[list[list[str]], dict[str, Any]]:
@@ -917,40 +950,6 @@ def test_a_failed_call_fails_every_claim_in_it_and_the_next_one_goes_on() -> Non
         combiner.claim("a", "fp", 30)
     fail[0] = False
     assert combiner.claim("a", "fp", 30) is True
-
-
-def test_sqlite_claims_made_together_each_get_their_own_outcome(tmp_path: Any) -> None:
-    clock = FakeClock()
-    store = open_store(f"sqlite:///{tmp_path}/t.db", clock=clock)
-    assert isinstance(store, SQLiteStore)
-    assert store.claim("live", "fp-other", 30) is None
-    assert store.claim("expired", "fp-other", 5) is None
-    store.complete("answered", "fp-other", 200, b"ok", 60)
-    clock.advance(10)
-    claims = [
-        _Claiming(key, "fp", 30)
-        for key in ("new-1", "live", "answered", "expired", "new-1", "new-2")
-    ]
-    store._claim_many(claims)
-    assert [c.outcome for c in claims] == [True, False, False, True, False, True]
-    # only this batch's claims were written down, and none is left for the next batch
-    db = sqlite3.connect(str(tmp_path / "t.db"), isolation_level=None)
-    rows = dict(db.execute("SELECT key, fingerprint FROM botkit_claims").fetchall())
-    assert rows == {"live": "fp-other", "expired": "fp", "new-1": "fp", "new-2": "fp"}
-    assert store._local.batch is not None
-    assert store._local.batch.execute("SELECT COUNT(*) FROM temp.botkit_won").fetchone()[0] == 0
-    # all of them made: the same, without reading the triggers' rows back
-    made = [_Claiming(key, "fp", 30) for key in ("new-3", "new-4")]
-    store._claim_many(made)
-    assert [c.outcome for c in made] == [True, True]
-    assert store._local.batch.execute("SELECT COUNT(*) FROM temp.botkit_won").fetchone()[0] == 0
-    # the losers, claimed the usual way, find what holds their key
-    assert store.claim("live", "fp", 30) == Entry("fp-other", None, None)
-    assert store.claim("answered", "fp", 30) == Entry("fp-other", 200, b"ok")
-    # a connection that made claims together is not one the others use
-    assert store._local.conn is not store._local.batch
-    db.close()
-    store.close()
 
 
 def test_redis_claims_made_together_each_get_their_reply(
@@ -1043,6 +1042,7 @@ def test_sqlite_child_never_reuses_parent_connection(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/fork.db")
     assert isinstance(store, SQLiteStore)
     parent_conn = store._connect()
+    assert store.claim("parents", "parent", 30) is None
     pid = os.fork()
     if pid == 0:  # child: report through the exit code only
         ok = False
@@ -1051,14 +1051,22 @@ def test_sqlite_child_never_reuses_parent_connection(tmp_path: Any) -> None:
             ok = (
                 child_conn is not parent_conn
                 and parent_conn in idem._INHERITED_CONNECTIONS
+                # the parent's claim, which the child does not hold
+                and store.claim("parents", "child", 30) == Entry("child", None, None)
                 and store.claim("k", "child", 30) is None
+                and store.claim("left", "child", 30) is None
             )
+            store.complete("k", "child", 200, b"from the child", 60)
         finally:
-            os._exit(0 if ok else 1)
+            os._exit(0 if ok else 1)  # without answering "left"
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store._connect() is parent_conn
-    assert store.get("k") == Entry("child", None, None)
+    assert store.get("k") == Entry("child", 200, b"from the child")
+    # the claim the child left unanswered ended with it, long before its TTL
+    assert store.get("left") is None
+    assert store.claim("left", "parent", 30) is None
+    assert store.get("parents") == Entry("parent", None, None)
     store.close()
 
 
