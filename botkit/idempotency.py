@@ -17,7 +17,9 @@ of them, so the state must be shared between processes. Pick a store with the
     path relative to the working directory, four an absolute path
     (``sqlite:////var/lib/bot/botkit.sqlite3``), as in SQLAlchemy. The query
     parameter ``busy_timeout`` (milliseconds, default 2000) bounds how long a
-    worker waits for another one's write lock.
+    worker waits for another one's write lock. The webhooks in flight are locks
+    of the workers' processes on ``<file>-claims``, next to it (POSIX ``fcntl``
+    locks: a local filesystem, not Windows); do not delete it while workers run.
 
 ``redis://host:6379/0``, ``rediss://...`` (TLS), ``unix:///path/redis.sock``
     Redis, shared by several machines. Requires ``pip install botkit[redis]``.
@@ -274,6 +276,11 @@ class _AnswerWriter:
     store's housekeeping (``maintain``): after a batch, and when :meth:`maintain_soon`
     asks. One thread per process: a child of ``fork()`` starts its own and never
     writes its parent's queue.
+
+    Requests do not wait for the store's writes, so when those are slow (a disk that
+    stalls, a SQLite file another process keeps locked) answers would pile up in
+    memory: past ``max_waiting_bytes`` of queued bodies, :meth:`put` waits for the
+    thread to take them (up to ``max_wait`` seconds, then queues anyway).
     """
 
     #: Seconds the thread waits, once an answer is queued, for more to write with it.
@@ -281,6 +288,11 @@ class _AnswerWriter:
     #: dies in this time leaves its claims to end with it (SQLite) or expire
     #: (``BOTKIT_CLAIM_TTL``, Redis), and Stream's retries run the handlers again.
     linger = 0.02
+    #: Bytes of answer bodies queued at most before :meth:`put` waits (4 MiB: about 200
+    #: of 20 KB, where a batch under load holds a few dozen).
+    max_waiting_bytes = 4 * 1024 * 1024
+    #: Seconds :meth:`put` waits at most for room.
+    max_wait = 2.0
 
     def __init__(
         self,
@@ -293,6 +305,7 @@ class _AnswerWriter:
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._queued: dict[str, Completion] = {}
+        self._queued_bytes = 0
         self._writing: dict[str, Completion] = {}
         self._due = False  # maintenance asked for
         self._busy = False  # the thread is writing or maintaining
@@ -304,6 +317,7 @@ class _AnswerWriter:
         if self._pid != _pid:  # the parent's queue is not ours to write
             self._pid, self._queued, self._writing, self._thread = _pid, {}, {}, None
             self._busy = self._due = False
+            self._queued_bytes = 0
 
     def _wake(self) -> None:  # with self._cond held
         if self._thread is None:
@@ -318,7 +332,16 @@ class _AnswerWriter:
     def put(self, answer: Completion) -> None:
         with self._cond:
             self._forked()
+            if self._queued_bytes >= self.max_waiting_bytes:
+                deadline = time.monotonic() + self.max_wait
+                while self._queued_bytes >= self.max_waiting_bytes:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            old = self._queued.get(answer[0])
             self._queued[answer[0]] = answer
+            self._queued_bytes += len(answer[3]) - (len(old[3]) if old is not None else 0)
             if len(self._queued) == 1:
                 self._wake()
 
@@ -351,10 +374,13 @@ class _AnswerWriter:
                 while not (self._queued or self._due):
                     self._cond.wait()
                 self._busy = True
-            if not self._due:
+            if not self._due and self._queued_bytes < self.max_waiting_bytes:
                 time.sleep(self.linger)  # let the answers of concurrent requests join in
             with self._cond:
                 self._writing, self._queued = self._queued, {}
+                if self._queued_bytes >= self.max_waiting_bytes:
+                    self._cond.notify_all()  # room again for requests waiting in put()
+                self._queued_bytes = 0
                 batch = list(self._writing.values())
                 requested, self._due = self._due, False
             if batch:
@@ -390,14 +416,13 @@ class _ClaimCombiner:
 
     A thread that claims while no other is claiming makes its claim at once. Claims
     that come in meanwhile wait, and when that one is made the first of them makes all
-    of them together: one SQLite write or one Redis round trip for them all. Under load
-    a worker's threads claim while others hold the GIL or wait for the store, so each
-    write carries several claims, and each write between two workers of one SQLite file
-    is the costly part (file locks, WAL index, pages read again), not the claim in it.
+    of them together: one Redis round trip for them all. Under load a worker's threads
+    claim while others hold the GIL or wait for the store, so each round trip carries
+    several claims, and the round trip is the costly part, not the claim in it.
     ``claim_many`` sets every item's ``outcome`` (or raises for them all).
     """
 
-    #: Claims made together at most (SQLite: 3 parameters each).
+    #: Claims made together at most.
     most = 64
 
     def __init__(self, claim_many: Callable[[list[_Claiming]], None]) -> None:
@@ -1092,7 +1117,10 @@ class SQLiteStore(_AnswersLater):
     def _claim_locks(self) -> _ClaimLocks:
         locks = self._locks
         if locks is None:  # used again after close()
-            locks = self._locks = _open_claim_locks(self.path)
+            with self._lock:
+                if self._locks is None:
+                    self._locks = _open_claim_locks(self.path)
+                locks = self._locks
         return locks
 
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:

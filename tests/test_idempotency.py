@@ -33,6 +33,7 @@ from botkit.idempotency import (
     Store,
     StoreConfigError,
     StoreUnavailable,
+    _AnswerWriter,
     _ClaimCombiner,
     _Claiming,
     _decode,
@@ -1008,6 +1009,61 @@ print(rss_mb() - before)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def _blocked_writer(max_wait: float) -> tuple[_AnswerWriter, threading.Event, list[int]]:
+    """An answer writer whose writes wait for the event it returns; 100 bytes of queued
+    bodies at most."""
+    go_on = threading.Event()
+    written: list[int] = []
+
+    def write(batch: list[Any]) -> None:
+        assert go_on.wait(10)
+        written.append(len(batch))
+
+    writer = _AnswerWriter(write, "test-answers")
+    writer.max_waiting_bytes = 100
+    writer.max_wait = max_wait
+    return writer, go_on, written
+
+
+def _answer(key: str) -> Any:
+    return (key, "fp", 200, b"x" * 60, 1e12)
+
+
+def test_answers_piling_up_behind_a_slow_write_hold_the_requests_back() -> None:
+    writer, go_on, written = _blocked_writer(max_wait=10)
+    writer.put(_answer("a"))
+    deadline = time.monotonic() + 5
+    while writer._queued:  # the thread took "a", and its write waits
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    writer.put(_answer("b"))
+    writer.put(_answer("c"))  # 120 bytes queued: past the bound
+    fourth = threading.Thread(target=writer.put, args=(_answer("d"),))
+    fourth.start()
+    fourth.join(0.2)
+    assert fourth.is_alive()  # waits for room
+    assert writer.entry("d") is None
+    go_on.set()
+    fourth.join(5)
+    assert not fourth.is_alive()
+    assert writer.flush(5)
+    assert sum(written) == 4
+
+
+def test_an_answer_waits_for_room_at_most_max_wait_then_is_queued_anyway() -> None:
+    writer, go_on, _ = _blocked_writer(max_wait=0.05)
+    writer.put(_answer("a"))
+    deadline = time.monotonic() + 5
+    while writer._queued:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    for key in "bcd":
+        writer.put(_answer(key))
+    assert writer.entry("d") == Entry("fp", 200, b"x" * 60)
+    go_on.set()
+    assert writer.flush(5)
+
+
 def test_sqlite_answer_batches_do_not_keep_their_bodies(tmp_path: Any) -> None:
     """A statement cache keeps the values last bound to each statement: with one
     statement per batch size, it kept every body of the last batch of each size."""
