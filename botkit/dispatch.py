@@ -176,27 +176,39 @@ class Dispatcher:
         kind, start = meta.kind, meta.start
         latency = time.monotonic() - start
         elapsed = latency * 1000
-        wlog.info(
-            "%s %s id=%s attempt=%d outcome=%s status=%d %.1fms",
-            kind,
-            meta.name or "-",
-            meta.webhook_id or "-",
-            meta.attempt,
-            response.outcome,
-            response.status,
-            elapsed,
-            extra={
-                "webhook": {
-                    "kind": kind,
-                    "name": meta.name,
-                    "webhook_id": meta.webhook_id,
-                    "attempt": meta.attempt,
-                    "outcome": response.outcome,
-                    "status": response.status,
-                    "latency_ms": round(elapsed, 2),
-                }
-            },
-        )
+        if wlog.isEnabledFor(logging.INFO):
+            # Logger.info without its look up the stack for the caller, which is always
+            # this function: the line is written for every webhook.
+            record = wlog.makeRecord(
+                wlog.name,
+                logging.INFO,
+                __file__,
+                _FINISH_LINE,
+                "%s %s id=%s attempt=%d outcome=%s status=%d %.1fms",
+                (
+                    kind,
+                    meta.name or "-",
+                    meta.webhook_id or "-",
+                    meta.attempt,
+                    response.outcome,
+                    response.status,
+                    elapsed,
+                ),
+                None,
+                "_finish",
+                {
+                    "webhook": {
+                        "kind": kind,
+                        "name": meta.name,
+                        "webhook_id": meta.webhook_id,
+                        "attempt": meta.attempt,
+                        "outcome": response.outcome,
+                        "status": response.status,
+                        "latency_ms": round(elapsed, 2),
+                    }
+                },
+            )
+            wlog.handle(record)
         if signals.webhook_handled.receivers:
             signals.webhook_handled.send(
                 self.bot,
@@ -474,6 +486,10 @@ class Dispatcher:
         )
         signals.command_failed.send(self.bot, ctx=ctx, exception=exc)
         return ref
+
+
+#: The line the per-webhook log record names (the ``_finish`` method's).
+_FINISH_LINE = Dispatcher._finish.__code__.co_firstlineno
 
 
 def _failure(ctx: CommandContext, ref: str) -> Message:

@@ -65,6 +65,10 @@ class TextFormatter(logging.Formatter):
             self._second = second
         return f"{self._stamp},{int(record.msecs):03d}"
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # The format above, without the formatting of every attribute of the record.
+        return f"{record.asctime} {record.levelname} {record.name}: {record.message}"
+
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, the

@@ -223,3 +223,48 @@ def test_lines_from_many_threads_are_all_written_whole() -> None:
     pattern = re.compile(r"botkit\.webhook: thread (\d) line (\d+) x{200}$")
     seen = {(int(m[1]), int(m[2])) for m in map(pattern.search, lines) if m}
     assert seen == {(n, i) for n in range(8) for i in range(500)}
+
+
+def test_the_webhook_record_is_a_whole_record_for_the_apps_own_handlers() -> None:
+    """botkit makes the webhook line's record itself (it skips Logger.info's look up the
+    stack): handlers, filters and levels of the app see a record like any other."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter("%(levelname)s %(name)s %(module)s.%(funcName)s:%(lineno)d %(message)s")
+    )
+    seen: list[logging.LogRecord] = []
+
+    def keep(record: logging.LogRecord) -> bool:
+        seen.append(record)
+        return record.getMessage().startswith("command")
+
+    logger = logging.getLogger("botkit.webhook")
+    logger.addHandler(handler)
+    logger.addFilter(keep)
+    try:
+        client = make_bot().test_client(api_key="key-1", secret=SECRET)
+        client.command("/echo hi", webhook_id="wh-r")
+        client.before_send("hi")  # filtered out
+        logger.setLevel(logging.WARNING)
+        client.command("/echo again", webhook_id="wh-w")  # below the level: no record
+        client.close()
+    finally:
+        logger.removeHandler(handler)
+        logger.removeFilter(keep)
+        logger.setLevel(logging.NOTSET)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    assert re.fullmatch(
+        r"INFO botkit\.webhook dispatch\._finish:\d+ command echo id=wh-r attempt=1 "
+        r"outcome=ok status=200 [\d.]+ms",
+        lines[0],
+    ), lines
+    assert [r.webhook["kind"] for r in seen] == ["command", "before_send"]  # type: ignore[attr-defined]
+    assert seen[0].pathname.endswith("dispatch.py") and seen[0].thread is not None
+
+
+def test_text_lines_start_with_the_time_level_and_logger() -> None:
+    output, _ = capture("text")
+    line = next(line for line in output.splitlines() if "botkit.webhook:" in line)
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO botkit\.webhook: command ", line)
