@@ -808,7 +808,8 @@ class _ClaimLocks:
         self.path = path
         self.fd = fd
         self.mutex = threading.Lock()
-        self.held: dict[str, tuple[str, float]] = {}
+        #: This process's claims: fingerprint, expiry (store clock), offset of the lock.
+        self.held: dict[str, tuple[str, float, int]] = {}
         self.users = 0
 
     @staticmethod
@@ -818,22 +819,31 @@ class _ClaimLocks:
         digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         return int.from_bytes(digest, "big") >> 2  # under 2**62: a valid file offset
 
+    def _lock(self, offset: int) -> bool:
+        """Take the lock at ``offset``; False when another process holds it."""
+        try:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            return False
+        return True
+
     def take(self, key: str, fingerprint: str, expires: float, now: float) -> Entry | None:
         """None when this call now holds ``key``; else the claim in the way: this
         process's own (with its fingerprint), or another process's (``fingerprint``:
         which body it is for, this process cannot see)."""
         with self.mutex:  # a lock taken and the note of it are one step for this process
             mine = self.held.get(key)
-            if mine is not None and mine[1] > now:
-                return Entry(mine[0], None, None)
-            if mine is None:
-                try:
-                    fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset(key))
-                except OSError as exc:
-                    if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                        raise
+            if mine is not None:
+                if mine[1] > now:
+                    return Entry(mine[0], None, None)
+                offset = mine[2]  # expired, and the lock still ours: taken over
+            else:
+                offset = self._offset(key)
+                if not self._lock(offset):
                     return Entry(fingerprint, None, None)
-            self.held[key] = (fingerprint, expires)
+            self.held[key] = (fingerprint, expires, offset)
         return None
 
     def give_back(self, key: str, fingerprint: str | None = None) -> None:
@@ -844,7 +854,7 @@ class _ClaimLocks:
             if mine is None or (fingerprint is not None and mine[0] != fingerprint):
                 return
             del self.held[key]
-            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, self._offset(key))
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, mine[2])
 
     def holder(self, key: str, now: float) -> Entry | None:
         """The live claim of ``key``: this process's, another process's (fingerprint
@@ -854,11 +864,7 @@ class _ClaimLocks:
             if mine is not None:
                 return Entry(mine[0], None, None) if mine[1] > now else None
             offset = self._offset(key)
-            try:
-                fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                    raise
+            if not self._lock(offset):
                 return Entry("", None, None)
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, offset)
             return None
@@ -866,9 +872,10 @@ class _ClaimLocks:
     def expire(self, now: float) -> None:
         """Let go of this process's claims that expired (a handler that never answered)."""
         with self.mutex:
-            for key in [key for key, (_, expires) in self.held.items() if expires <= now]:
-                del self.held[key]
-                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, self._offset(key))
+            for key, (_, expires, offset) in list(self.held.items()):
+                if expires <= now:
+                    del self.held[key]
+                    fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, offset)
 
     def _forked(self) -> None:
         # In a child of fork(): it holds none of its parent's locks (POSIX locks are not
