@@ -804,8 +804,8 @@ class _ClaimLocks:
     this process; another process's claim lasts until it answers, lets go, or ends.
     """
 
-    def __init__(self, path: str, fd: int) -> None:
-        self.path = path
+    def __init__(self, ident: tuple[int, int], fd: int) -> None:
+        self.ident = ident  # the file's (device, inode): its key in _CLAIM_LOCKS
         self.fd = fd
         self.mutex = threading.Lock()
         #: This process's claims: fingerprint, expiry (store clock), offset of the lock.
@@ -920,7 +920,8 @@ def _open_claim_locks(database: str) -> _ClaimLocks:
             mode = 0o644
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
         st = os.fstat(fd)
-        locks = _CLAIM_LOCKS[(st.st_dev, st.st_ino)] = _ClaimLocks(path, fd)
+        ident = (st.st_dev, st.st_ino)
+        locks = _CLAIM_LOCKS[ident] = _ClaimLocks(ident, fd)
         locks.users += 1
         return locks
 
@@ -930,9 +931,7 @@ def _close_claim_locks(locks: _ClaimLocks) -> None:
         locks.users -= 1
         if locks.users > 0:
             return
-        for ident, found in list(_CLAIM_LOCKS.items()):
-            if found is locks:
-                del _CLAIM_LOCKS[ident]
+        del _CLAIM_LOCKS[locks.ident]
         os.close(locks.fd)  # lets go of whatever this process still held on the file
 
 
@@ -1193,8 +1192,9 @@ class SQLiteStore(_AnswersLater):
 
     def _maintain(self, requested: bool) -> None:
         """Housekeeping on the answers thread: the expired-row cleanup when the claims
-        ask for it, this process's expired claims let go, and a WAL checkpoint every ``SQLITE_CHECKPOINT_EVERY`` seconds (the
-        only one: commits do not checkpoint, see ``SQLITE_AUTOCHECKPOINT_PAGES``)."""
+        ask for it, this process's expired claims let go, and a WAL checkpoint every
+        ``SQLITE_CHECKPOINT_EVERY`` seconds (the only one: commits do not checkpoint, see
+        ``SQLITE_AUTOCHECKPOINT_PAGES``)."""
         if requested:
             self.cleanup()
         if self._locks is not None:
