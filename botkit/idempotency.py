@@ -20,6 +20,8 @@ of them, so the state must be shared between processes. Pick a store with the
     worker waits for another one's write lock. The webhooks in flight are locks
     of the workers' processes on ``<file>-claims``, next to it (POSIX ``fcntl``
     locks: a local filesystem, not Windows); do not delete it while workers run.
+    The same file holds a filter of the ids answered (4 MiB), so that a webhook
+    never answered does not look for its answer.
 
 ``redis://host:6379/0``, ``rediss://...`` (TLS), ``unix:///path/redis.sock``
     Redis, shared by several machines. Requires ``pip install botkit[redis]``.
@@ -61,6 +63,7 @@ import hashlib
 import itertools
 import logging
 import math
+import mmap
 import os
 import sqlite3
 import struct
@@ -741,6 +744,10 @@ CREATE TRIGGER IF NOT EXISTS botkit_claim_answered AFTER INSERT ON botkit_idempo
 BEGIN
     DELETE FROM botkit_claims WHERE key = NEW.key;
 END;
+CREATE TABLE IF NOT EXISTS botkit_meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS botkit_counters (
     name TEXT NOT NULL,
     field TEXT NOT NULL,
@@ -807,6 +814,11 @@ class _ClaimLocks:
     def __init__(self, ident: tuple[int, int], fd: int) -> None:
         self.ident = ident  # the file's (device, inode): its key in _CLAIM_LOCKS
         self.fd = fd
+        try:
+            self.answered: _AnsweredKeys | None = _AnsweredKeys(fd)
+        except (OSError, ValueError) as exc:  # no mmap here: every claim reads the answers
+            logger.debug("sqlite store: no filter of answered keys in %d: %s", fd, exc)
+            self.answered = None
         self.mutex = threading.Lock()
         #: This process's claims: fingerprint, expiry (store clock), offset of the lock.
         self.held: dict[str, tuple[str, float, int]] = {}
@@ -829,20 +841,21 @@ class _ClaimLocks:
             return False
         return True
 
-    def take(self, key: str, fingerprint: str, expires: float, now: float) -> Entry | None:
-        """None when this call now holds ``key``; else the claim in the way: this
-        process's own (with its fingerprint), or another process's (``fingerprint``:
-        which body it is for, this process cannot see)."""
+    def take(
+        self, key: str, offset: int, fingerprint: str, expires: float, now: float
+    ) -> Entry | None:
+        """None when this call now holds ``key`` (whose lock is at ``offset``, see
+        :meth:`_offset`); else the claim in the way: this process's own (with its
+        fingerprint), or another process's (``fingerprint``: which body it is for, this
+        process cannot see)."""
         with self.mutex:  # a lock taken and the note of it are one step for this process
             mine = self.held.get(key)
             if mine is not None:
                 if mine[1] > now:
                     return Entry(mine[0], None, None)
-                offset = mine[2]  # expired, and the lock still ours: taken over
-            else:
-                offset = self._offset(key)
-                if not self._lock(offset):
-                    return Entry(fingerprint, None, None)
+                # expired, and the lock still ours: taken over
+            elif not self._lock(offset):
+                return Entry(fingerprint, None, None)
             self.held[key] = (fingerprint, expires, offset)
         return None
 
@@ -882,6 +895,185 @@ class _ClaimLocks:
         # inherited). The descriptor is the same file's and stays in use.
         self.mutex = threading.Lock()
         self.held = {}
+        if self.answered is not None:
+            self.answered.mutex = threading.Lock()
+
+
+class _AnsweredKeys:
+    """Which keys were ever answered in one SQLite store, roughly: a bit per hash of a
+    key (24 bits of it), in the ``<database>-claims`` file, mapped into the memory of
+    every process that uses the store. A claim whose key's bit is clear was never
+    answered and skips its read of the answers, which under load cost about a tenth of
+    the webhooks a worker answers; a set bit may be another key's (about one claim in
+    eight, at most, before the filter starts afresh), and that claim reads as before.
+
+    A bit is set after its answer is committed and before its claim is let go, so
+    whoever takes the lock next sees it. Bits are never cleared one by one. The file
+    holds two regions of bits: claims read one, and once it holds ``FILL`` keys the
+    other is started afresh. Writers set the bits of every live region, so a region
+    lacks only the answers stored before it started, and claims read it only once
+    every one of those has expired: past its ``horizon``, the latest expiry in the
+    database when it started. Then the old region is let go. So the filter never calls
+    a live answer unanswered, whatever the file held before: next to a database full
+    of answers, a new ``-claims`` file is read only once they have expired.
+
+    The file's header names its database (an id also kept in the database's
+    ``botkit_meta``): the file of another database, or one whose bits may be missing
+    (a write of them that failed), is started afresh. Writers of the filter take turns
+    on a lock of the process and a byte-range lock of the file; claims take no lock.
+    A region claims no longer read is cleared for reuse only ``QUIET`` seconds later,
+    and a look at a bit that took over a second is not believed.
+    """
+
+    #: Bits per region (2 MiB), and keys in the region claims read before the next starts.
+    BITS = 1 << 24
+    FILL = BITS // 8
+    #: Seconds between the last claim that may read a region and its bits being cleared.
+    QUIET = 60.0
+    HEADER = 4096
+    _MAGIC = b"bkanswd1"  # the header is set up
+    _BROKEN = b"bkanswd!"  # bits may be missing: start afresh (after QUIET)
+    _READ = 8  # one byte: 1 + the region claims read; 0 for none
+    _ID = 16  # 16 bytes: the database's id of this file (botkit_meta)
+    _REGIONS = 64  # region i's fields at _REGIONS + 64 * i
+    #: live (writers set its bits), started, read_until (the last time claims may have
+    #: read it; 0: not since it started), horizon, count of keys set
+    _FIELDS = struct.Struct("<?7xdddQ")
+    #: The writers' lock: past every claim's offset (hashes are under 2**62).
+    _SETTER = 1 << 62
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = self.BITS >> 3
+        length = self.HEADER + 2 * self.size
+        if os.fstat(fd).st_size < length:
+            os.ftruncate(fd, length)
+        # mmap keeps a duplicate of fd, and closing any descriptor of the file lets go
+        # of the process's locks on it: it is closed with the claims' descriptor only.
+        self.mm = mmap.mmap(fd, length)
+        self.mutex = threading.Lock()
+        #: The header was found to be this database's: claims may believe the bits.
+        self.ok = False
+
+    def never(self, offset: int) -> bool:
+        """Whether the key whose claim lock is at ``offset`` was surely never answered
+        (to be asked while holding that lock)."""
+        if not self.ok:
+            return False
+        mm = self.mm
+        started = time.monotonic()
+        region = mm[self._READ] - 1
+        if region != 0 and region != 1:
+            return False
+        bit = offset & (self.BITS - 1)
+        byte = mm[self.HEADER + region * self.size + (bit >> 3)]
+        if time.monotonic() - started > 1.0:  # held up: the region may be reused since
+            return False
+        return not byte & (1 << (bit & 7))
+
+    def add(self, offsets: list[int]) -> None:
+        """Set the bits of answers just committed, before their claims are let go."""
+        try:
+            with self._setting():
+                mm = self.mm
+                if mm[0:8] != self._MAGIC:
+                    return  # not set up: when it is, its horizon covers these answers
+                for region in (0, 1):
+                    live, started, read_until, horizon, count = self._get(region)
+                    if not live:
+                        continue
+                    base = self.HEADER + region * self.size
+                    for offset in offsets:
+                        bit = offset & (self.BITS - 1)
+                        at = base + (bit >> 3)
+                        mm[at] |= 1 << (bit & 7)
+                    count += len(offsets)
+                    self._put(region, live, started, read_until, horizon, count)
+        except Exception as exc:
+            # Answers are in the file without their bits: no claim may believe it now.
+            self.mm[self._READ] = 0
+            self.mm[0:8] = self._BROKEN
+            logger.warning("sqlite store: the filter of answered keys is off for now: %s", exc)
+
+    def maintain(self, store: SQLiteStore, now: float) -> None:
+        """Set the header up for ``store``'s database, have claims read the newest region
+        that holds every live answer, and start a region afresh when needed. On the
+        answers' thread, every ``SQLITE_CHECKPOINT_EVERY`` seconds."""
+        known = store._filter_id()
+        with self._setting():
+            mm = self.mm
+            if mm[0:8] != self._MAGIC or mm[self._ID : self._ID + 16] != known:
+                # Claims may have read these bits until now, unless it was never set up.
+                fresh = mm[0:8] == bytes(8)
+                self.ok = False
+                mm[self._READ] = 0
+                new = os.urandom(16)
+                store._set_filter_id(new)  # the database first: see the class
+                mm[self._ID : self._ID + 16] = new
+                for region in (0, 1):
+                    self._put(region, False, 0.0, 0.0 if fresh else now, 0.0, 0)
+                mm[0:8] = self._MAGIC
+            self.ok = True
+            regions = [self._get(0), self._get(1)]
+            read = mm[self._READ] - 1
+            ready = [
+                r
+                for r in (0, 1)
+                if regions[r][0] and now > regions[r][3] and now >= regions[r][1] + 1.0
+            ]
+            if ready:
+                newest = max(ready, key=lambda r: regions[r][1])
+                if newest != read:
+                    mm[self._READ] = newest + 1
+                    if read in (0, 1):  # let go of the old one
+                        _, started, _, horizon, count = regions[read]
+                        self._put(read, False, started, now, horizon, count)
+                        regions[read] = self._get(read)
+                    read = newest
+            live = [r for r in (0, 1) if regions[r][0]]
+            if live and not (read in live and len(live) == 1 and regions[read][4] >= self.FILL):
+                return
+            for r in (0, 1):
+                if not regions[r][0] and (
+                    regions[r][2] == 0.0 or now - regions[r][2] >= self.QUIET
+                ):
+                    self._start(r, store, now)
+                    return
+
+    def _start(self, region: int, store: SQLiteStore, now: float) -> None:
+        base = self.HEADER + region * self.size
+        self.mm[base : base + self.size] = bytes(self.size)
+        # Live before the latest expiry is read: an answer committed after that read
+        # sets its bit here (its writer waits for this lock), one before is under it.
+        self._put(region, True, now, 0.0, math.inf, 0)
+        try:
+            horizon = store._latest_expiry()
+        except BaseException:
+            self._put(region, False, now, 0.0, math.inf, 0)  # never read: reused at once
+            raise
+        self._put(region, True, now, 0.0, horizon, 0)
+
+    def _get(self, region: int) -> tuple[bool, float, float, float, int]:
+        return self._FIELDS.unpack_from(self.mm, self._REGIONS + 64 * region)
+
+    def _put(
+        self, region: int, live: bool, started: float, read_until: float, horizon: float, count: int
+    ) -> None:
+        self._FIELDS.pack_into(
+            self.mm, self._REGIONS + 64 * region, live, started, read_until, horizon, count
+        )
+
+    @contextmanager
+    def _setting(self) -> Iterator[None]:
+        with self.mutex:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, self._SETTER)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, self._SETTER)
+
+    def close(self) -> None:
+        self.mm.close()
 
 
 #: The claim locks of each store file, by (device, inode), in this process.
@@ -932,6 +1124,8 @@ def _close_claim_locks(locks: _ClaimLocks) -> None:
         if locks.users > 0:
             return
         del _CLAIM_LOCKS[locks.ident]
+        if locks.answered is not None:
+            locks.answered.close()
         os.close(locks.fd)  # lets go of whatever this process still held on the file
 
 
@@ -941,8 +1135,9 @@ class SQLiteStore(_AnswersLater):
     WAL mode, one connection per thread and per process (a connection opened
     before gunicorn forks is never used by a child), autocommit. A claim is a lock of
     the process on a file next to the database (:class:`_ClaimLocks`), then a read of
-    the answers; nothing is written until the answer, and the claim is let go once its
-    answer is in the file. Expiry of answers is the ``expires_at`` column, compared with
+    the answers, unless the filter in the same file says the key was never answered
+    (:class:`_AnsweredKeys`); nothing is written until the answer, and the claim is let
+    go once its answer is in the file (and its bit in the filter). Expiry of answers is the ``expires_at`` column, compared with
     the injected clock; expired rows are deleted in small batches every
     ``SQLITE_CLEANUP_EVERY`` claims, off the request threads.
 
@@ -977,6 +1172,14 @@ class SQLiteStore(_AnswersLater):
         self._checkpointed = time.monotonic()
         self._init_schema()
         self._locks: _ClaimLocks | None = _open_claim_locks(path)
+        # Set up before the first answer is written, which would otherwise be under the
+        # horizon of the first region: read only once it has expired.
+        answered = self._locks.answered
+        if answered is not None:
+            try:
+                answered.maintain(self, clock())
+            except (sqlite3.Error, OSError) as exc:
+                logger.debug("sqlite store %s: filter of answered keys: %s", self.url, exc)
 
     def _init_schema(self) -> None:
         # Several workers may create the file at the same moment. Switching to
@@ -1138,11 +1341,16 @@ class SQLiteStore(_AnswersLater):
             locks = self._claim_locks()
             # The lock first, then the look at the answers: an answer is in the file
             # before its claim is let go, so whoever takes the lock next reads it.
-            held = locks.take(key, fingerprint, now + claim_ttl, now)
+            offset = _ClaimLocks._offset(key)
+            held = locks.take(key, offset, fingerprint, now + claim_ttl, now)
             if held is not None:
                 return held
             try:
-                rows = self._rows(_SQLITE_GET, (key, now), write=False)
+                answered = locks.answered
+                if answered is not None and answered.never(offset):
+                    rows = []  # never answered: no need to look
+                else:
+                    rows = self._rows(_SQLITE_GET, (key, now), write=False)
             except BaseException:
                 locks.give_back(key, fingerprint)
                 raise
@@ -1165,6 +1373,9 @@ class SQLiteStore(_AnswersLater):
                 sql = _SQLITE_ANSWERS + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
                 params = tuple(value for answer in chunk for value in answer)
                 self._change(sql, params, uncached=True)
+                locks = self._locks
+                if locks is not None and locks.answered is not None:
+                    locks.answered.add([_ClaimLocks._offset(answer[0]) for answer in chunk])
         finally:
             # Written: the next claim reads the answer. Not written: the claims go, and
             # Stream's retries run the handlers again, as after a crash.
@@ -1197,11 +1408,35 @@ class SQLiteStore(_AnswersLater):
         ``SQLITE_AUTOCHECKPOINT_PAGES``)."""
         if requested:
             self.cleanup()
-        if self._locks is not None:
-            self._locks.expire(self._clock())
+        locks = self._locks
+        if locks is not None:
+            locks.expire(self._clock())
         if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
             self._checkpointed = time.monotonic()
+            if locks is not None and locks.answered is not None:
+                locks.answered.maintain(self, self._clock())
             self.checkpoint()
+
+    def _filter_id(self) -> bytes | None:
+        rows = self._rows(
+            "SELECT value FROM botkit_meta WHERE name = 'answered-keys'", (), write=False
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    def _set_filter_id(self, value: bytes) -> None:
+        self._change(
+            "INSERT OR REPLACE INTO botkit_meta (name, value) VALUES ('answered-keys', ?)",
+            (value,),
+        )
+
+    def _latest_expiry(self) -> float:
+        rows = self._rows(
+            "SELECT max(latest) FROM (SELECT max(expires_at) AS latest FROM botkit_idempotency"
+            " UNION ALL SELECT max(expires_at) FROM botkit_claims)",
+            (),
+            write=False,
+        )
+        return float(rows[0][0] or 0.0)
 
     def checkpoint(self) -> tuple[int, int, int]:
         """Copy the WAL into the database file and, when no write is under way, have

@@ -33,6 +33,7 @@ from botkit.idempotency import (
     Store,
     StoreConfigError,
     StoreUnavailable,
+    _AnsweredKeys,
     _AnswerWriter,
     _ClaimCombiner,
     _Claiming,
@@ -83,13 +84,16 @@ class Harness:
             time.sleep(seconds)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "sqlite-filter", "redis"])
 def harness(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Harness]:
     clock = FakeClock()
     if request.param == "memory":
         h = Harness("memory", open_store("memory://", clock=clock), clock)
-    elif request.param == "sqlite":
+    elif request.param.startswith("sqlite"):
         h = Harness("sqlite", open_store(f"sqlite:///{tmp_path}/idem.db", clock=clock), clock)
+        if request.param == "sqlite-filter":  # claims believe the filter of answered keys
+            assert isinstance(h.store, SQLiteStore)
+            _filter_on(h.store, clock)
     else:
         url = request.getfixturevalue("redis_url")
         h = Harness("redis", open_store(url), None)
@@ -365,6 +369,13 @@ class StoreMachine(RuleBasedStateMachine):
         assert self.clock is not None
         self.clock.advance(seconds)
 
+    @precondition(lambda self: isinstance(self.store, SQLiteStore) and self.clock is not None)
+    @rule()
+    def maintain(self) -> None:
+        # the answers' thread's housekeeping of the filter of answered keys, at any moment
+        assert isinstance(self.store, SQLiteStore) and self.clock is not None
+        _answered(self.store).maintain(self.store, self.clock())
+
     @rule(
         name=st.sampled_from(["n1", "n2"]),
         field=st.sampled_from(["x", "y"]),
@@ -392,8 +403,10 @@ STATEFUL_SETTINGS = settings(
 )
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
-def test_store_matches_model(kind: str, request: pytest.FixtureRequest, tmp_path: Any) -> None:
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "sqlite-filter", "redis"])
+def test_store_matches_model(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     counter = iter(range(10**9))
     make: Callable[[FakeClock | None], Store]
     if kind == "memory":
@@ -402,11 +415,20 @@ def test_store_matches_model(kind: str, request: pytest.FixtureRequest, tmp_path
             assert clock is not None
             return open_store("memory://?max_entries=100", clock=clock)
 
-    elif kind == "sqlite":
+    elif kind.startswith("sqlite"):
+        if kind == "sqlite-filter":
+            # A filter of 64 bits that starts afresh every 4 keys: keys share bits, and
+            # regions come and go within an example (the machine's `maintain`).
+            monkeypatch.setattr(_AnsweredKeys, "BITS", 64)
+            monkeypatch.setattr(_AnsweredKeys, "FILL", 4)
+            monkeypatch.setattr(_AnsweredKeys, "QUIET", 2.0)
 
         def make(clock: FakeClock | None) -> Store:
             assert clock is not None
-            return open_store(f"sqlite:///{tmp_path}/model-{next(counter)}.db", clock=clock)
+            store = SQLiteStore(str(tmp_path / f"model-{next(counter)}.db"), clock=clock)
+            if kind == "sqlite-filter":
+                _filter_on(store, clock)
+            return store
 
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
@@ -509,6 +531,9 @@ def _race(store: Store, claims_end_with_their_process: bool = False) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
 def test_sqlite_many_processes_single_owner(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/race.db")
+    answered = _answered(store)
+    answered.maintain(store, time.time() + 1)  # the children's claims believe the filter
+    assert answered.mm[answered._READ] == 1
     try:
         _race(store, claims_end_with_their_process=True)
     finally:
@@ -1254,4 +1279,236 @@ def test_redis_url_forms_accepted() -> None:
         store = open_store(url)
         assert isinstance(store, RedisStore)
         assert "pw@" not in store.url
+        store.close()
+
+
+# ---------------------------------------------------------------------------
+# SQLite: the filter of answered keys (_AnsweredKeys)
+
+
+def _answered(store: Store) -> _AnsweredKeys:
+    """The filter of answered keys of a SQLite store."""
+    assert isinstance(store, SQLiteStore) and store._locks is not None
+    answered = store._locks.answered
+    assert answered is not None
+    return answered
+
+
+def _filter_on(store: SQLiteStore, clock: FakeClock) -> _AnsweredKeys:
+    """Have ``store``'s claims read the filter from now on (with nothing answered yet,
+    its region is ready a second after it starts)."""
+    answered = _answered(store)
+    answered.maintain(store, clock())
+    assert answered.mm[answered._READ] == 0  # not in the second it started
+    clock.advance(1)
+    answered.maintain(store, clock())
+    assert answered.ok and answered.mm[answered._READ] == 1
+    return answered
+
+
+@pytest.fixture
+def filtered(tmp_path: Any) -> Iterator[tuple[SQLiteStore, FakeClock, _AnsweredKeys]]:
+    """A SQLite store whose claims read the filter, its clock and the filter."""
+    clock = FakeClock()
+    store = SQLiteStore(str(tmp_path / "f.db"), clock=clock)
+    try:
+        yield store, clock, _filter_on(store, clock)
+    finally:
+        store.close()
+
+
+def _count_reads(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys whose answers ``store``'s claims read from the file, as they read them."""
+    reads: list[str] = []
+    rows = store._rows
+
+    def counting(sql: str, params: tuple[Any, ...], write: bool = True) -> list[Any]:
+        if sql == idempotency._SQLITE_GET:
+            reads.append(params[0])
+        return rows(sql, params, write)
+
+    monkeypatch.setattr(store, "_rows", counting)
+    return reads
+
+
+def test_sqlite_claims_of_keys_never_answered_skip_the_read(
+    filtered: tuple[SQLiteStore, FakeClock, _AnsweredKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _, _ = filtered
+    reads = _count_reads(store, monkeypatch)
+    assert store.claim("new", "fp", 30) is None
+    assert reads == []  # its bit is clear: never answered
+    store.complete("new", "fp", 200, b"first", 3600)
+    for key in [f"k{i}" for i in range(50)]:
+        assert store.claim(key, "fp", 30) is None
+        store.complete_soon(key, "fp", 200, key.encode(), 3600)
+    store.flush()
+    reads.clear()
+    # answered: the bit is set, the claim reads and replays
+    assert store.claim("new", "fp", 30) == Entry("fp", 200, b"first")
+    for key in [f"k{i}" for i in range(50)]:
+        assert store.claim(key, "other", 30) == Entry("fp", 200, key.encode())
+    assert reads == ["new"] + [f"k{i}" for i in range(50)]
+
+
+def test_sqlite_filter_is_read_only_once_the_answers_before_it_expired(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    path = str(tmp_path / "f.db")
+    store = SQLiteStore(path, clock=clock)
+    store.complete("old", "fp", 200, b"before", 3600)
+    store.close()
+    os.remove(path + "-claims")  # a new one has no bit for "old"
+    store = SQLiteStore(path, clock=clock)
+    try:
+        answered = _answered(store)
+        assert answered._get(0)[0] and answered._get(0)[3] == clock() + 3600  # its horizon
+        store.complete("new", "fp", 200, b"after", 7200)
+        reads = _count_reads(store, monkeypatch)
+        for seconds in (1, 1800, 1798):  # up to the old answer's last second
+            clock.advance(seconds)
+            answered.maintain(store, clock())
+            assert answered.mm[answered._READ] == 0
+            assert store.claim("old", "fp", 30) == Entry("fp", 200, b"before")
+            assert store.claim("unseen", "fp", 30) is None
+            store.release("unseen", "fp")
+        assert reads == ["old", "unseen"] * 3
+        clock.advance(2)  # the old answer expired: the filter is read from now on
+        answered.maintain(store, clock())
+        assert answered.mm[answered._READ] == 1
+        reads.clear()
+        assert store.claim("old", "fp", 30) is None
+        assert store.claim("new", "fp", 30) == Entry("fp", 200, b"after")
+        assert reads == ["new"]
+    finally:
+        store.close()
+
+
+def test_sqlite_filter_starts_afresh_and_reads_the_newest_region_when_full(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_AnsweredKeys, "BITS", 1 << 12)
+    monkeypatch.setattr(_AnsweredKeys, "FILL", 40)
+    clock = FakeClock()
+    store = SQLiteStore(str(tmp_path / "f.db"), clock=clock)
+    try:
+        answered = _filter_on(store, clock)
+        for i in range(40):
+            store.complete(f"a{i}", "fp", 200, b"a", 600)
+        answered.maintain(store, clock())  # full: region 1 starts, region 0 still read
+        assert answered._get(1)[0] and answered._get(1)[3] == clock() + 600
+        assert answered.mm[answered._READ] == 1
+        store.complete("b", "fp", 200, b"b", 3600)  # a bit in both regions
+        assert answered._get(0)[4] == 41 and answered._get(1)[4] == 1
+        clock.advance(601)  # the a's expired: region 1 is read, region 0 let go
+        answered.maintain(store, clock())
+        assert answered.mm[answered._READ] == 2
+        assert not answered._get(0)[0] and answered._get(0)[2] == clock()
+        reads = _count_reads(store, monkeypatch)
+        assert store.claim("b", "fp", 30) == Entry("fp", 200, b"b")
+        assert store.claim("a0", "fp", 30) is None  # expired, and no bit in region 1
+        assert reads == ["b"]
+        for i in range(40):
+            store.complete(f"c{i}", "fp", 200, b"c", 60)
+        answered.maintain(store, clock())  # full, but region 0 may still be read by some
+        assert not answered._get(0)[0]
+        clock.advance(_AnsweredKeys.QUIET)
+        answered.maintain(store, clock())
+        assert answered._get(0)[0] and answered._get(0)[1] == clock()
+        assert answered.mm[answered._READ] == 2
+    finally:
+        store.close()
+
+
+def test_sqlite_filter_of_another_database_is_not_believed(tmp_path: Any) -> None:
+    clock = FakeClock()
+    first = SQLiteStore(str(tmp_path / "first.db"), clock=clock)
+    second = SQLiteStore(str(tmp_path / "second.db"), clock=clock)
+    try:
+        _filter_on(first, clock)
+        second.complete("k", "fp", 200, b"in second", 3600)
+    finally:
+        first.close()
+        second.close()
+    # the first database's filter, which has no bit for "k", next to the second
+    os.replace(tmp_path / "first.db-claims", tmp_path / "second.db-claims")
+    store = SQLiteStore(str(tmp_path / "second.db"), clock=clock)
+    try:
+        answered = _answered(store)
+        assert answered.mm[answered._READ] == 0  # set up again when the store opened
+        assert store.claim("k", "fp", 30) == Entry("fp", 200, b"in second")
+        # its bits were read until now: cleared only QUIET seconds later
+        assert not answered._get(0)[0] and not answered._get(1)[0]
+        clock.advance(_AnsweredKeys.QUIET)
+        answered.maintain(store, clock())
+        assert answered._get(0)[0] and answered._get(0)[3] == clock() - 60 + 3600
+    finally:
+        store.close()
+
+
+def test_sqlite_filter_turns_itself_off_when_a_bit_cannot_be_set(
+    filtered: tuple[SQLiteStore, FakeClock, _AnsweredKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, clock, answered = filtered
+    real = idempotency.fcntl.lockf
+
+    def no_locks_left(fd: int, cmd: int, length: int = 0, start: int = 0) -> None:
+        if start == _AnsweredKeys._SETTER:
+            raise OSError(37, "No locks available")
+        real(fd, cmd, length, start)
+
+    monkeypatch.setattr(idempotency.fcntl, "lockf", no_locks_left)
+    store.complete("k", "fp", 200, b"stored", 3600)  # stored, its bit not set
+    assert answered.mm[answered._READ] == 0
+    assert store.claim("k", "fp", 30) == Entry("fp", 200, b"stored")
+    monkeypatch.setattr(idempotency.fcntl, "lockf", real)
+    answered.maintain(store, clock())  # started afresh, after QUIET
+    assert answered.mm[answered._READ] == 0 and answered.mm[0:8] == _AnsweredKeys._MAGIC
+    assert store.claim("k", "fp", 30) == Entry("fp", 200, b"stored")
+
+
+def test_sqlite_filter_look_held_up_is_not_believed(
+    filtered: tuple[SQLiteStore, FakeClock, _AnsweredKeys], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, answered = filtered
+    assert answered.never(12345)
+    ticks = iter(range(0, 100, 2))
+    monkeypatch.setattr(idempotency.time, "monotonic", lambda: float(next(ticks)))
+    assert not answered.never(12345)
+
+
+def _answer_in_another_process(path: str, keys: list[str]) -> None:
+    store = SQLiteStore(path)
+    for key in keys:
+        assert store.claim(key, "child", 30) is None
+        store.complete_soon(key, "child", 200, key.encode(), 3600)
+    store.flush()
+    store.close()
+
+
+def test_sqlite_filter_bits_are_shared_by_processes(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = str(tmp_path / "f.db")
+    store = SQLiteStore(path)
+    try:
+        answered = _answered(store)
+        answered.maintain(store, time.time())
+        time.sleep(1.01)
+        answered.maintain(store, time.time())
+        assert answered.mm[answered._READ] == 1
+        keys = [f"child-{i}" for i in range(200)]
+        ctx = multiprocessing.get_context("spawn")  # its own store, its own mapping
+        child = ctx.Process(target=_answer_in_another_process, args=(path, keys))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 0
+        reads = _count_reads(store, monkeypatch)
+        for key in keys:
+            assert store.claim(key, "parent", 30) == Entry("child", 200, key.encode())
+        assert reads == keys
+        assert store.claim("never", "parent", 30) is None
+        assert reads == keys
+    finally:
         store.close()
