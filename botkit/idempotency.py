@@ -962,11 +962,14 @@ class _AnsweredKeys:
             return False
         mm = self.mm
         started = time.monotonic()
-        region = mm[self._READ] - 1
-        if region != 0 and region != 1:
+        try:
+            region = mm[self._READ] - 1
+            if region != 0 and region != 1:
+                return False
+            bit = offset & (self.BITS - 1)
+            byte = mm[self.HEADER + region * self.size + (bit >> 3)]
+        except ValueError:  # closed with its store meanwhile
             return False
-        bit = offset & (self.BITS - 1)
-        byte = mm[self.HEADER + region * self.size + (bit >> 3)]
         if time.monotonic() - started > 1.0:  # held up: the region may be reused since
             return False
         return not byte & (1 << (bit & 7))
@@ -991,16 +994,19 @@ class _AnsweredKeys:
                     self._put(region, live, started, read_until, horizon, count)
         except Exception as exc:
             # Answers are in the file without their bits: no claim may believe it now.
-            self.mm[self._READ] = 0
-            self.mm[0:8] = self._BROKEN
+            try:
+                self.mm[self._READ] = 0
+                self.mm[0:8] = self._BROKEN
+            except ValueError:  # closed with its store: nothing reads it here any more
+                pass
             logger.warning("sqlite store: the filter of answered keys is off for now: %s", exc)
 
     def maintain(self, store: SQLiteStore, now: float) -> None:
         """Set the header up for ``store``'s database, have claims read the newest region
         that holds every live answer, and start a region afresh when needed. On the
         answers' thread, every ``SQLITE_CHECKPOINT_EVERY`` seconds."""
-        known = store._filter_id()
         with self._setting():
+            known = store._filter_id()  # in here: another process may be setting it up
             mm = self.mm
             if mm[0:8] != self._MAGIC or mm[self._ID : self._ID + 16] != known:
                 # Claims may have read these bits until now, unless it was never set up.
@@ -1414,7 +1420,10 @@ class SQLiteStore(_AnswersLater):
         if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
             self._checkpointed = time.monotonic()
             if locks is not None and locks.answered is not None:
-                locks.answered.maintain(self, self._clock())
+                try:
+                    locks.answered.maintain(self, self._clock())
+                except (sqlite3.Error, OSError) as exc:  # claims read the answers meanwhile
+                    logger.debug("sqlite store %s: filter of answered keys: %s", self.url, exc)
             self.checkpoint()
 
     def _filter_id(self) -> bytes | None:

@@ -1512,3 +1512,30 @@ def test_sqlite_filter_bits_are_shared_by_processes(
         assert reads == keys
     finally:
         store.close()
+
+
+def _open_at_once(path: str, barrier: Any) -> None:
+    barrier.wait(timeout=30)
+    SQLiteStore(path).close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
+def test_sqlite_filter_is_set_up_once_by_workers_starting_together(tmp_path: Any) -> None:
+    path = str(tmp_path / "f.db")
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(10)
+    procs = [ctx.Process(target=_open_at_once, args=(path, barrier)) for _ in range(10)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    store = SQLiteStore(path)
+    try:
+        answered = _answered(store)
+        # started as a new file's, not set up again as if another database's
+        live, _, read_until, horizon, _ = answered._get(0)
+        assert live and read_until == 0.0 and horizon == 0.0
+        assert store._filter_id() == answered.mm[answered._ID : answered._ID + 16]
+    finally:
+        store.close()
