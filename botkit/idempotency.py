@@ -904,8 +904,9 @@ class _AnsweredKeys:
     key (24 bits of it), in the ``<database>-claims`` file, mapped into the memory of
     every process that uses the store. A claim whose key's bit is clear was never
     answered and skips its read of the answers, which under load cost about a tenth of
-    the webhooks a worker answers; a set bit may be another key's (about one claim in
-    eight, at most, before the filter starts afresh), and that claim reads as before.
+    the webhooks a worker answers; a set bit may be another key's (one claim in eight
+    when the region read holds ``FILL`` keys, more for a bot answering many a second:
+    see docs/benchmarks.md), and that claim reads as before.
 
     A bit is set after its answer is committed and before its claim is let go, so
     whoever takes the lock next sees it. Bits are never cleared one by one. The file
@@ -1143,9 +1144,10 @@ class SQLiteStore(_AnswersLater):
     the process on a file next to the database (:class:`_ClaimLocks`), then a read of
     the answers, unless the filter in the same file says the key was never answered
     (:class:`_AnsweredKeys`); nothing is written until the answer, and the claim is let
-    go once its answer is in the file (and its bit in the filter). Expiry of answers is the ``expires_at`` column, compared with
-    the injected clock; expired rows are deleted in small batches every
-    ``SQLITE_CLEANUP_EVERY`` claims, off the request threads.
+    go once its answer is in the file (and its bit in the filter). Expiry of answers is
+    the ``expires_at`` column, compared with the injected clock; expired rows are
+    deleted in small batches every ``SQLITE_CLEANUP_EVERY`` claims, off the request
+    threads.
 
     Writes from one process take turns on a lock of the process, and a write that
     finds another process's write lock is retried after 50 µs, then 100 µs, ... up
