@@ -848,16 +848,32 @@ class _ClaimLocks:
         :meth:`_offset`); else the claim in the way: this process's own (with its
         fingerprint), or another process's (``fingerprint``: which body it is for, this
         process cannot see)."""
-        with self.mutex:  # a lock taken and the note of it are one step for this process
+        # The note first, under the mutex, the lock outside it: a thread holding the mutex
+        # through a system call (which lets go of the GIL) held up every claim of the
+        # process, by milliseconds when it waited for the GIL back. Meanwhile a copy
+        # claiming the key in this process finds the note and waits for the answer.
+        with self.mutex:
             mine = self.held.get(key)
             if mine is not None:
                 if mine[1] > now:
                     return Entry(mine[0], None, None)
                 # expired, and the lock still ours: taken over
-            elif not self._lock(offset):
-                return Entry(fingerprint, None, None)
-            self.held[key] = (fingerprint, expires, offset)
-        return None
+                self.held[key] = (fingerprint, expires, mine[2])
+                return None
+            note = self.held[key] = (fingerprint, expires, offset)
+        try:
+            if self._lock(offset):
+                return None
+        except BaseException:
+            self._drop(key, note)
+            raise
+        self._drop(key, note)
+        return Entry(fingerprint, None, None)
+
+    def _drop(self, key: str, note: tuple[str, float, int]) -> None:
+        with self.mutex:
+            if self.held.get(key) is note:
+                del self.held[key]
 
     def give_back(self, key: str, fingerprint: str | None = None) -> None:
         """Let go of this process's claim of ``key`` (only if it is for ``fingerprint``,
@@ -866,8 +882,14 @@ class _ClaimLocks:
             mine = self.held.get(key)
             if mine is None or (fingerprint is not None and mine[0] != fingerprint):
                 return
-            del self.held[key]
+            # Let go outside the mutex (see take); until then the key stays noted, as
+            # never expiring, so that a copy here waits instead of taking a lock that is
+            # about to go.
+            note = self.held[key] = (mine[0], math.inf, mine[2])
+        try:
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, mine[2])
+        finally:
+            self._drop(key, note)
 
     def holder(self, key: str, now: float) -> Entry | None:
         """The live claim of ``key``: this process's, another process's (fingerprint

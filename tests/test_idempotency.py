@@ -1539,3 +1539,35 @@ def test_sqlite_filter_is_set_up_once_by_workers_starting_together(tmp_path: Any
         assert store._filter_id() == answered.mm[answered._ID : answered._ID + 16]
     finally:
         store.close()
+
+
+def test_sqlite_claims_take_and_let_go_of_their_locks_outside_the_process_mutex(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thread holding the mutex through the system call (which lets go of the GIL)
+    # held up every claim of its process until it had the GIL back: milliseconds.
+    store = SQLiteStore(str(tmp_path / "f.db"))
+    try:
+        locks = store._claim_locks()
+        real = idempotency.fcntl.lockf
+        seen: list[tuple[int, bool]] = []
+
+        def lockf(fd: int, cmd: int, length: int = 0, start: int = 0) -> Any:
+            if start != _AnsweredKeys._SETTER:
+                seen.append((cmd, locks.mutex.locked()))
+                if not seen[-1][1]:  # a copy claiming meanwhile here waits for this one
+                    assert store.claim("k", "copy", 30) == Entry("fp", None, None)
+            return real(fd, cmd, length, start)
+
+        monkeypatch.setattr(idempotency.fcntl, "lockf", lockf)
+        assert store.claim("k", "fp", 30) is None
+        store.complete("k", "fp", 200, b"answer", 60)
+        lock, unlock = (
+            idempotency.fcntl.LOCK_EX | idempotency.fcntl.LOCK_NB,
+            idempotency.fcntl.LOCK_UN,
+        )
+        assert seen == [(lock, False), (unlock, False)]
+        monkeypatch.setattr(idempotency.fcntl, "lockf", real)
+        assert store.claim("k", "fp", 30) == Entry("fp", 200, b"answer")
+    finally:
+        store.close()
