@@ -861,14 +861,13 @@ class _ClaimLocks:
                 self.held[key] = (fingerprint, expires, mine[2])
                 return None
             note = self.held[key] = (fingerprint, expires, offset)
+        taken = False
         try:
-            if self._lock(offset):
-                return None
-        except BaseException:
-            self._drop(key, note)
-            raise
-        self._drop(key, note)
-        return Entry(fingerprint, None, None)
+            taken = self._lock(offset)
+        finally:
+            if not taken:  # another process's claim (or an error): not ours after all
+                self._drop(key, note)
+        return None if taken else Entry(fingerprint, None, None)
 
     def _drop(self, key: str, note: tuple[str, float, int]) -> None:
         with self.mutex:
