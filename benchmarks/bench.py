@@ -191,6 +191,15 @@ def make_body(route: Route, event: str = "message.new") -> bytes:
     )
 
 
+def write_body(route: Route, directory: Path, event: str = "message.new") -> tuple[Path, str]:
+    """``route``'s body written to a file in ``directory`` for wrk, and its ``X-Signature``
+    (``signed.lua`` sends the same body every time, so it is signed once)."""
+    body = make_body(route, event)
+    path = directory / f"{route.name}.json"
+    path.write_bytes(body)
+    return path, signed_headers(body, api_key=DEV_API_KEY, secret=DEV_API_SECRET)["X-Signature"]
+
+
 # -- processes --------------------------------------------------------------------------------
 
 
@@ -555,11 +564,7 @@ def push_pace(
         return _median(same_run)
     probe = Route("push-probe", route.label, route.path, route.kind, route.size)
     if probe.name not in files:
-        body = make_body(probe, event="channel.visible")
-        path = files[route.name][0].with_name(f"{probe.name}.json")
-        path.write_bytes(body)
-        headers = signed_headers(body, api_key=DEV_API_KEY, secret=DEV_API_SECRET)
-        files[probe.name] = (path, headers["X-Signature"])
+        files[probe.name] = write_body(probe, files[route.name][0].parent, "channel.visible")
     return throughput(args, server, probe, files, sampler, None, False).rps
 
 
@@ -571,14 +576,8 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
     bodies: dict[str, bytes] = {}
     files: dict[str, tuple[Path, str]] = {}
     for route in routes:
-        body = make_body(route)
-        bodies[route.name] = body
-        path = workdir / f"{route.name}.json"
-        path.write_bytes(body)
-        files[route.name] = (
-            path,
-            signed_headers(body, api_key=DEV_API_KEY, secret=DEV_API_SECRET)["X-Signature"],
-        )
+        files[route.name] = write_body(route, workdir)
+        bodies[route.name] = files[route.name][0].read_bytes()
 
     redis = None
     rows = {(r.name, t.name): Row(r, t) for r in routes for t in targets}

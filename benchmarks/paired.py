@@ -29,14 +29,11 @@ sys.path.insert(0, str(HERE))
 
 import bench  # noqa: E402
 from bench import (  # noqa: E402
-    DEV_API_KEY,
-    DEV_API_SECRET,
     PREFIX,
     ROUTES,
     Server,
     Target,
     server_env,
-    signed_headers,
     wrk,
 )
 
@@ -76,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     wrk_args.workers, wrk_args.threads = args.workers, args.threads
     route = ROUTES[args.route]
     workdir = Path(tempfile.mkdtemp(prefix="botkit-paired-"))
-    body = bench.make_body(route)
-    body_file = workdir / "body.json"
-    body_file.write_bytes(body)
-    signature = signed_headers(body, api_key=DEV_API_KEY, secret=DEV_API_SECRET)["X-Signature"]
+    body_file, signature = bench.write_body(route, workdir)
     redis = None
     if any(store == "redis" for _, store, _, _ in variants):
         redis = bench.start_redis()
