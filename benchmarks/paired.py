@@ -19,6 +19,7 @@ is always this checkout's.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
     args = p.parse_args(argv)
     variants = [parse_variant(spec) for spec in args.variants]
     wrk_args = bench.parse_args(["--connections", str(args.connections)])
@@ -115,7 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers:
             server.stop()
         if redis is not None:
-            redis.stop()
+            redis.cleanup()
+        if args.keep:
+            print(f"work folder: {workdir}", file=sys.stderr)
+        else:  # the servers' logs and databases: a paced minute is 100 MB and more
+            shutil.rmtree(workdir, ignore_errors=True)
     print(f"{route.label}, {args.rounds} slices per variant, ratio to the flask slices around it")
     width = max(len(name) for name, *_ in variants)
     for (name, *_), values in zip(variants, ratios, strict=True):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
     args = p.parse_args(argv)
     for store in args.stores:
         if store not in STORES:
@@ -126,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:8} {_cells(row)}", flush=True)
     finally:
         if redis is not None:
-            redis.stop()
+            redis.cleanup()
+        if args.keep:
+            print(f"work folder: {workdir}", file=sys.stderr)
+        else:  # the servers' logs and databases: a paced minute is 100 MB and more
+            shutil.rmtree(workdir, ignore_errors=True)
     print("medians")
     for name in names:
         medians = tuple(statistics.median(row[i] for row in rows[name]) for i in range(8))

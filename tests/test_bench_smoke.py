@@ -165,32 +165,36 @@ def test_paired_variants_are_read_as_documented(tmp_path: Path) -> None:
             paired.parse_variant(bad)
 
 
-def _script(name: str, *args: str) -> list[str]:
+def _script(tmp_path: Path, name: str, *args: str) -> list[str]:
     """The lines a script of benchmarks/ prints, run small (one worker, two threads, two
-    connections)."""
+    connections); it leaves nothing behind in the temporary folder."""
     wrk_path = _wrk()
     small = ["--workers", "1", "--threads", "2", "--connections", "2"]
+    path = f"{Path(wrk_path).parent}:{os.environ['PATH']}"
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / name), *args, *small],
         capture_output=True,
         text=True,
         timeout=180,
-        env={**os.environ, "PATH": f"{Path(wrk_path).parent}:{os.environ['PATH']}"},
+        env={**os.environ, "PATH": path, "TMPDIR": str(tmp_path)},
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert list(tmp_path.iterdir()) == []  # the servers' logs and databases are removed
     return out.stdout.splitlines()
 
 
-def test_paired_script_runs_and_prints_every_slice() -> None:
-    lines = _script("paired.py", "memory", f"here=memory@{ROOT}", "--rounds", "2")
+def test_paired_script_runs_and_prints_every_slice(tmp_path: Path) -> None:
+    lines = _script(tmp_path, "paired.py", "memory", f"here=memory@{ROOT}", "--rounds", "2")
     assert lines[0].startswith("/gif 1 KB, 2 slices per variant")
     assert [line.split()[0] for line in lines[1:]] == ["memory", "here"]
     for line in lines[1:]:
         assert len(line.split("(")[1].rstrip(")").split()) == 2  # both slices printed
 
 
-def test_push_latency_script_reads_botkit_time_from_its_log_lines() -> None:
-    lines = _script("push_latency.py", "memory", "--rounds", "1", "--seconds", "1", "--rate", "200")
+def test_push_latency_script_reads_botkit_time_from_its_log_lines(tmp_path: Path) -> None:
+    lines = _script(
+        tmp_path, "push_latency.py", "memory", "--rounds", "1", "--seconds", "1", "--rate", "200"
+    )
     assert lines[0].startswith("push 1 KB (1 s handler), 2 connections paced at 200 req/s")
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:] if line != "medians"}
     assert lines.count("medians") == 1 and set(rows) == {"flask", "memory"}
