@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             redis.cleanup()
         if args.keep:
             print(f"work folder: {workdir}", file=sys.stderr)
-        else:  # the servers' logs and databases: a paced minute is 100 MB and more
+        else:  # the servers' logs and databases: tens of MB a minute of load
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"{route.label}, {args.rounds} slices per variant, ratio to the flask slices around it")
     width = max(len(name) for name, *_ in variants)

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         redis = bench.start_redis()
         if redis is None:
             raise SystemExit("redis-server not found (apt-get install redis-server)")
-    names = ["flask", *args.stores]
+    names = ["flask", *dict.fromkeys(args.stores)]  # each store once
     rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
     print(
         f"push 1 KB (1 s handler), {args.connections} connections paced at {args.rate:.0f} req/s,"
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             redis.cleanup()
         if args.keep:
             print(f"work folder: {workdir}", file=sys.stderr)
-        else:  # the servers' logs and databases: a paced minute is 100 MB and more
+        else:  # the servers' logs and databases: tens of MB a minute of load
             shutil.rmtree(workdir, ignore_errors=True)
     print("medians")
     for name in names:
