@@ -376,6 +376,44 @@ def start_redis() -> Any:
     return server
 
 
+# -- for the scripts that measure one route (paired.py, push_latency.py) ---------------------
+
+
+def add_server_options(p: argparse.ArgumentParser) -> None:
+    """The counts of gunicorn and wrk, with ``make bench``'s defaults, and ``--keep``."""
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
+
+
+def server_args(args: argparse.Namespace) -> argparse.Namespace:
+    """``make bench``'s options with the counts of ``args``: what Server and wrk take."""
+    ours = parse_args(["--connections", str(args.connections)])
+    ours.workers, ours.threads = args.workers, args.threads
+    return ours
+
+
+@contextmanager
+def workspace(prefix: str, keep: bool, redis: bool) -> Iterator[tuple[Path, Any]]:
+    """A work folder, and a throwaway redis-server if ``redis``; on the way out Redis is
+    stopped and the folder removed (the servers' logs and databases: tens of MB a minute
+    of load) unless ``keep``."""
+    server = start_redis() if redis else None
+    if redis and server is None:
+        raise SystemExit("redis-server not found (apt-get install redis-server)")
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir, server
+    finally:
+        if server is not None:
+            server.cleanup()
+        if keep:
+            print(f"work folder: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 # -- load -------------------------------------------------------------------------------------
 
 

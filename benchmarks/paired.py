@@ -19,10 +19,8 @@ is always this checkout's.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -65,63 +63,51 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("variants", nargs="+", help="NAME=STORE[:ENV=VALUE,...][@CHECKOUT]")
     p.add_argument("--route", default="gif-1k", choices=sorted(ROUTES))
     p.add_argument("--rounds", type=int, default=6, help="slices per variant (default 6)")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=8)
-    p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
+    bench.add_server_options(p)
     args = p.parse_args(argv)
     variants = [parse_variant(spec) for spec in args.variants]
-    wrk_args = bench.parse_args(["--connections", str(args.connections)])
-    wrk_args.workers, wrk_args.threads = args.workers, args.threads
+    wrk_args = bench.server_args(args)
     route = ROUTES[args.route]
-    workdir = Path(tempfile.mkdtemp(prefix="botkit-paired-"))
-    body_file, signature = bench.write_body(route, workdir)
-    redis = None
-    if any(store == "redis" for _, store, _, _ in variants):
-        redis = bench.start_redis()
-        if redis is None:
-            raise SystemExit("redis-server not found (apt-get install redis-server)")
-    flask_target = Target("flask", "flask_baseline:app")
-    servers = [Server(flask_target, server_env(flask_target, {}), wrk_args, workdir)]
-    for i, (name, store, env, checkout) in enumerate(variants):
-        target = Target(f"v{i}-{name}".replace("/", "_"), "bench_bot:app", store)
-        urls = {
-            "memory": "memory://",
-            "sqlite": f"sqlite:///{workdir}/v{i}.sqlite3",
-            "redis": redis.url if redis else "",
-        }
-        variant_env = {**server_env(target, urls), **env}
-        servers.append(Server(target, variant_env, wrk_args, workdir, root=checkout or bench.ROOT))
-    try:
-        for server in servers:
-            server.start()
-        for server in servers:
-            server.wait_ready()
+    with_redis = any(store == "redis" for _, store, _, _ in variants)
+    with bench.workspace("botkit-paired-", args.keep, with_redis) as (workdir, redis):
+        body_file, signature = bench.write_body(route, workdir)
+        flask_target = Target("flask", "flask_baseline:app")
+        servers = [Server(flask_target, server_env(flask_target, {}), wrk_args, workdir)]
+        for i, (name, store, env, checkout) in enumerate(variants):
+            target = Target(f"v{i}-{name}".replace("/", "_"), "bench_bot:app", store)
+            urls = {
+                "memory": "memory://",
+                "sqlite": f"sqlite:///{workdir}/v{i}.sqlite3",
+                "redis": redis.url if redis else "",
+            }
+            variant_env = {**server_env(target, urls), **env}
+            servers.append(
+                Server(target, variant_env, wrk_args, workdir, root=checkout or bench.ROOT)
+            )
+        try:
+            for server in servers:
+                server.start()
+            for server in servers:
+                server.wait_ready()
 
-        def rate(server: Server) -> float:
-            url = server.base + PREFIX + route.path
-            return wrk(wrk_args, url, body_file, signature, route.dedup, 1).rps
+            def rate(server: Server) -> float:
+                url = server.base + PREFIX + route.path
+                return wrk(wrk_args, url, body_file, signature, route.dedup, 1).rps
 
-        for server in servers:  # warm up
-            rate(server)
-        flask, others = servers[0], list(enumerate(servers[1:]))
-        ratios: list[list[float]] = [[] for _ in variants]
-        for r in range(args.rounds):
-            order = others[r % len(others) :] + others[: r % len(others)]
-            before = rate(flask)
-            for i, server in order:
-                value, after = rate(server), rate(flask)
-                ratios[i].append(value / ((before + after) / 2))
-                before = after
-    finally:
-        for server in servers:
-            server.stop()
-        if redis is not None:
-            redis.cleanup()
-        if args.keep:
-            print(f"work folder: {workdir}", file=sys.stderr)
-        else:  # the servers' logs and databases: tens of MB a minute of load
-            shutil.rmtree(workdir, ignore_errors=True)
+            for server in servers:  # warm up
+                rate(server)
+            flask, others = servers[0], list(enumerate(servers[1:]))
+            ratios: list[list[float]] = [[] for _ in variants]
+            for r in range(args.rounds):
+                order = others[r % len(others) :] + others[: r % len(others)]
+                before = rate(flask)
+                for i, server in order:
+                    value, after = rate(server), rate(flask)
+                    ratios[i].append(value / ((before + after) / 2))
+                    before = after
+        finally:
+            for server in servers:
+                server.stop()
     print(f"{route.label}, {args.rounds} slices per variant, ratio to the flask slices around it")
     width = max(len(name) for name, *_ in variants)
     for (name, *_), values in zip(variants, ratios, strict=True):

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -59,10 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="windows per target (default 5)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of a window (default 4)")
     p.add_argument("--rate", type=float, default=1600, help="req/s over all connections")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=8)
-    p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--keep", action="store_true", help="keep the work folder (server logs)")
+    bench.add_server_options(p)
     args = p.parse_args(argv)
     for store in args.stores:
         if store not in STORES:
@@ -70,16 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.seconds < 1 or args.rate <= 0:
         p.error("--rounds and --seconds must be at least 1, --rate above 0")
     delay_ms = max(1, round(args.connections * 1000 / args.rate))  # per connection, after each
-    wrk_args = bench.parse_args(["--connections", str(args.connections)])
-    wrk_args.workers, wrk_args.threads = args.workers, args.threads
+    wrk_args = bench.server_args(args)
     route = ROUTES["push-1k"]
-    workdir = Path(tempfile.mkdtemp(prefix="botkit-push-latency-"))
-    body_file, signature = bench.write_body(route, workdir)
-    redis = None
-    if "redis" in args.stores:
-        redis = bench.start_redis()
-        if redis is None:
-            raise SystemExit("redis-server not found (apt-get install redis-server)")
     names = ["flask", *dict.fromkeys(args.stores)]  # each store once
     rows: dict[str, list[tuple[float, ...]]] = {name: [] for name in names}
     print(
@@ -87,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         f" {args.seconds:g} s windows; ms"
     )
     print(f"{'target':8} {'req/s':>6} {'errors':>6} {'wrk p50':>8} {'p99':>6}  {LOGGED_HEAD}")
-    try:
+    with bench.workspace("botkit-push-latency-", args.keep, "redis" in names) as (workdir, redis):
+        body_file, signature = bench.write_body(route, workdir)
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 if name == "flask":
@@ -126,13 +114,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 rows[name].append(row)
                 print(f"{name:8} {_cells(row)}", flush=True)
-    finally:
-        if redis is not None:
-            redis.cleanup()
-        if args.keep:
-            print(f"work folder: {workdir}", file=sys.stderr)
-        else:  # the servers' logs and databases: tens of MB a minute of load
-            shutil.rmtree(workdir, ignore_errors=True)
     print("medians")
     for name in names:
         medians = tuple(statistics.median(row[i] for row in rows[name]) for i in range(8))
