@@ -54,7 +54,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from botkit.config import DEV_API_KEY, DEV_API_SECRET  # noqa: E402
+from botkit.core.config import DEV_API_KEY, DEV_API_SECRET  # noqa: E402
 from botkit.testing import (  # noqa: E402
     before_send_payload,
     command_payload,

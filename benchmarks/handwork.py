@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-# botkit's development credentials (botkit.config.DEV_API_KEY / DEV_API_SECRET), which
+# botkit's development credentials (botkit.core.config.DEV_API_KEY / DEV_API_SECRET), which
 # the examples bot uses under BOTKIT_DEV=1; the baselines accept the same key.
 API_KEY = os.environ.get("STREAM_API_KEY") or "botkit-dev-key"
 SECRET = (os.environ.get("STREAM_API_SECRET") or "botkit-dev-secret-for-local-use-only").encode()

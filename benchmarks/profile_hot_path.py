@@ -28,7 +28,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from bench import PREFIX, ROUTES, make_body  # noqa: E402
 
-from botkit.config import DEV_API_KEY, DEV_API_SECRET  # noqa: E402
+from botkit.core.config import DEV_API_KEY, DEV_API_SECRET  # noqa: E402
 from botkit.testing import signed_headers  # noqa: E402
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
@@ -47,7 +47,7 @@ def environ_maker(route_name: str) -> Callable[[], dict[str, Any]]:
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "8000",
         "SERVER_PROTOCOL": "HTTP/1.1",
-        # as under gunicorn: handlers run in the request thread (botkit.deadlines)
+        # as under gunicorn: handlers run in the request thread (botkit.runtime.deadlines)
         "SERVER_SOFTWARE": "gunicorn/27.0.1",
         "REMOTE_ADDR": "127.0.0.1",
         "CONTENT_TYPE": "application/json",
@@ -119,7 +119,7 @@ def _fast_command(data: dict[str, Any]) -> dict[str, Any]:
     """The checks the hand-written app does, in place of the marshmallow schema."""
     message, user = data.get("message"), data.get("user")
     if not isinstance(message, dict) or not isinstance(user, dict) or not user.get("id"):
-        from botkit.schemas import InvalidPayload
+        from botkit.core.schemas import InvalidPayload
 
         raise InvalidPayload({"message": ["invalid"]})
     return data
@@ -155,7 +155,7 @@ def bare_webhooks(flask_app: Any) -> WSGIApp:
     a thin WSGI adapter in botkit/web.py would cost instead of Flask's request cycle."""
     from urllib.parse import parse_qsl
 
-    from botkit.dispatch import BEFORE_SEND, COMMAND, PUSH
+    from botkit.runtime.dispatch import BEFORE_SEND, COMMAND, PUSH
 
     dispatcher = flask_app.extensions["botkit"]
     prefix = dispatcher.config.url_prefix
@@ -188,7 +188,7 @@ def apply(
     """Apply one counterfactual to botkit in this process; return its undo."""
     import logging
 
-    import botkit.dispatch as dispatch
+    import botkit.runtime.dispatch as dispatch
 
     dispatcher = app.extensions["botkit"]
     if experiment == "handler thread":

@@ -31,7 +31,7 @@ def _trial(url: str, args: argparse.Namespace, results: multiprocessing.Queue) -
     sys.path.insert(0, args.src)
     import gc
 
-    from botkit.idempotency import open_store
+    from botkit.runtime.stores import open_store
 
     gc.freeze()
     store = open_store(url)

@@ -18,24 +18,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import signals as signals
-from .arguments import ArgumentError as ArgumentError
-from .bot import Bot as Bot
-from .bot import CommandGroup as CommandGroup
-from .bot import default_bot as default_bot
-from .commands import Command as Command
-from .commands import SetupError as SetupError
-from .config import Config as Config
-from .config import ConfigError as ConfigError
-from .context import BeforeSendContext as BeforeSendContext
-from .context import ClickedAction as ClickedAction
-from .context import CommandContext as CommandContext
-from .context import Event as Event
-from .forms import FormError as FormError
-from .messages import Action as Action
-from .messages import Attachment as Attachment
-from .messages import Field as Field
-from .messages import Message as Message
+from .core import signals as signals
+from .core.arguments import ArgumentError as ArgumentError
+from .core.bot import Bot as Bot
+from .core.bot import CommandGroup as CommandGroup
+from .core.bot import default_bot as default_bot
+from .core.commands import Command as Command
+from .core.commands import SetupError as SetupError
+from .core.config import Config as Config
+from .core.config import ConfigError as ConfigError
+from .core.context import BeforeSendContext as BeforeSendContext
+from .core.context import ClickedAction as ClickedAction
+from .core.context import CommandContext as CommandContext
+from .core.context import Event as Event
+from .core.forms import FormError as FormError
+from .core.messages import Action as Action
+from .core.messages import Attachment as Attachment
+from .core.messages import Field as Field
+from .core.messages import Message as Message
 
 __version__ = "0.1.0"
 

@@ -42,7 +42,7 @@ def bot_client(request: pytest.FixtureRequest) -> Iterator[TestClient]:
         raise pytest.UsageError(
             "bot_client needs a fixture named 'bot' that returns your botkit.Bot"
         ) from None
-    from .bot import Bot
+    from .core.bot import Bot
 
     if not isinstance(bot, Bot):
         raise pytest.UsageError(

@@ -1,4 +1,4 @@
-"""Tests for botkit.arguments: typed command arguments parsed from the handler's signature."""
+"""Tests for botkit.core.arguments: typed command arguments parsed from the handler's signature."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, Optional
 import pytest
 
 from botkit import ArgumentError, Bot, CommandContext, Message
-from botkit.arguments import parse_docstring, parse_signature
+from botkit.core.arguments import parse_docstring, parse_signature
 from botkit.testing import TestClient
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import bench  # noqa: E402
 
-from botkit.schemas import load_before_send, load_command, load_event, parse_json  # noqa: E402
+from botkit.core.schemas import load_before_send, load_command, load_event, parse_json  # noqa: E402
 
 
 def _wrk() -> str:

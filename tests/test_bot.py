@@ -1,4 +1,4 @@
-"""Tests for botkit.bot: registration rules, decorators, groups, the default bot."""
+"""Tests for botkit.core.bot: registration rules, decorators, groups, the default bot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import botkit
 from botkit import Bot, Command, CommandContext, CommandGroup, Message, SetupError
-from botkit.config import DEV_API_KEY, DEV_API_SECRET
+from botkit.core.config import DEV_API_KEY, DEV_API_SECRET
 from botkit.testing import command_payload, encode, signed_headers
 
 
@@ -270,8 +270,7 @@ def fresh_default_bot() -> Iterator[Bot]:
         "_started": bot._started,
         "app": bot.app,
     }
-    had_runtime = "_runtime" in vars(bot)
-    saved_runtime = vars(bot).get("_runtime")
+    saved_runtime = bot.runtime
     bot.commands.clear()
     bot.forms.clear()
     bot.hooks.clear()
@@ -282,9 +281,8 @@ def fresh_default_bot() -> Iterator[Bot]:
     try:
         yield bot
     finally:
-        runtime = vars(bot).get("_runtime")
-        if runtime is not None and runtime is not saved_runtime:
-            runtime.close()
+        if bot.runtime is not None and bot.runtime is not saved_runtime:
+            bot.runtime.close()
         for name in ("commands", "forms", "error_handlers"):
             getattr(bot, name).clear()
             getattr(bot, name).update(saved[name])
@@ -292,10 +290,7 @@ def fresh_default_bot() -> Iterator[Bot]:
             getattr(bot, name)[:] = saved[name]
         bot._started = saved["_started"]
         bot.app = saved["app"]
-        if had_runtime:
-            bot._runtime = saved_runtime  # type: ignore[attr-defined]
-        else:
-            vars(bot).pop("_runtime", None)
+        bot.runtime = saved_runtime
 
 
 def test_one_file_style(fresh_default_bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from stream_stub import StreamStub, stream_stub_fixture  # noqa: F401
 
 from botkit import Bot, Command, Config, Message
 from botkit.cli import Located, buttons_of, cli, locate
-from botkit.signing import KeyRing, sign
+from botkit.core.signing import KeyRing, sign
 
 BOTKIT = os.path.join(os.path.dirname(sys.executable), "botkit")
 URL = "https://bot.example.com"
@@ -734,17 +734,19 @@ def test_worker_needs_a_huey_queue(runner: CliRunner) -> None:
 def test_worker_and_playground_call_their_runners(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import botkit.huey_queue
-    import botkit.playground
+    import botkit.adapters.playground
+    import botkit.runtime.worker
 
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(
-        botkit.huey_queue,
+        botkit.runtime.worker,
         "run_consumer",
         lambda bot, url, workers: calls.append((bot, url, workers)),
     )
     monkeypatch.setattr(
-        botkit.playground, "run_playground", lambda bot, host, port: calls.append((bot, host, port))
+        botkit.adapters.playground,
+        "run_playground",
+        lambda bot, host, port: calls.append((bot, host, port)),
     )
     url = "huey+sqlite:///tmp/q.db"
     result = invoke(runner, ["worker", "-w", "3"], full_bot, env={"BOTKIT_QUEUE": url})

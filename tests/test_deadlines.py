@@ -15,12 +15,13 @@ from typing import Any, NamedTuple
 import pytest
 from werkzeug.datastructures import Headers
 
-from botkit import BeforeSendContext, Bot, CommandContext, Config, Message, deadlines
-from botkit.deadlines import AnsweredAtDeadline, Watchdog
-from botkit.dispatch import Dispatcher, Response
-from botkit.runtime import Runtime
-from botkit.signing import KeyRing
-from botkit.tasks import TaskQueue
+from botkit import BeforeSendContext, Bot, CommandContext, Config, Message
+from botkit.core.signing import KeyRing
+from botkit.runtime import deadlines
+from botkit.runtime.deadlines import AnsweredAtDeadline, Watchdog
+from botkit.runtime.dispatch import Dispatcher, Response
+from botkit.runtime.runtime import Runtime
+from botkit.runtime.tasks import TaskQueue
 from botkit.testing import before_send_payload, command_payload, encode, signed_headers
 
 KEY, SECRET = "deadline-key", "deadline-secret"

@@ -29,10 +29,10 @@ from services import RedisServer, redis_server  # noqa: F401
 from stream_stub import StreamStub
 
 from botkit import Bot, CommandContext, Config
-from botkit.dispatch import NEUTRAL_REJECTION
-from botkit.idempotency import Entry, MemoryStore, StoreUnavailable
-from botkit.runtime import Runtime, late_message_id
-from botkit.signing import KeyRing
+from botkit.core.signing import KeyRing
+from botkit.runtime.dispatch import NEUTRAL_REJECTION
+from botkit.runtime.runtime import Runtime, late_message_id
+from botkit.runtime.stores import Entry, MemoryStore, StoreUnavailable
 from botkit.testing import before_send_payload, command_payload, encode, event_payload
 
 pytestmark = pytest.mark.slow
@@ -574,7 +574,7 @@ def test_a_copy_of_a_call_in_flight_in_another_process_waits_for_its_answer(
     """With SQLite, a claim of another worker is a lock this worker cannot take, and which
     body it is for cannot be seen: the copy waits for the answer, whose fingerprint
     decides between the replay and 409."""
-    from botkit.idempotency import open_store
+    from botkit.runtime.stores import open_store
     from botkit.testing import TestClient
 
     bot = Bot()

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from botkit import Config
-from botkit.signing import KeyRing
+from botkit.core.signing import KeyRing
 from botkit.testing import TestClient
 from examples.bot import bot as examples_bot
 

@@ -1,4 +1,4 @@
-"""Tests for botkit.forms: marshmallow schemas for ``form_data``."""
+"""Tests for botkit.core.forms: marshmallow schemas for ``form_data``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for botkit.help: the automatic /help command."""
+"""Tests for botkit.core.help: the automatic /help command."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import enum
 import pytest
 
 from botkit import Bot, CommandContext, CommandGroup, Message, SetupError
-from botkit.help import HelpCommand
+from botkit.core.help import HelpCommand
 
 
 class Size(enum.Enum):

@@ -12,7 +12,7 @@ import pytest
 from test_protocol import KEY, PREFIX, SECRET, MakeClient, make_client  # noqa: F401
 
 from botkit import BeforeSendContext, Bot, Config, Event, Message, signals
-from botkit.signing import KeyRing, sign
+from botkit.core.signing import KeyRing, sign
 from botkit.testing import (
     TestClient,
     before_send_payload,
@@ -441,7 +441,7 @@ def test_push_signals(make_client: MakeClient) -> None:
 
 
 def test_push_answers_503_when_the_event_cannot_be_queued(make_client: MakeClient) -> None:
-    from botkit.tasks import QueueUnavailable, TaskQueue
+    from botkit.runtime.tasks import QueueUnavailable, TaskQueue
 
     class Refusing(TaskQueue):
         def submit(self, name: str, payload: dict[str, Any]) -> None:

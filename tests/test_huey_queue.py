@@ -1,7 +1,7 @@
 """The durable queue: huey on SQLite and on a real redis-server, with real worker processes.
 
 A worker here is ``python -m bots.events_worker`` (what ``botkit worker`` runs:
-:func:`botkit.huey_queue.run_consumer` for :mod:`bots.events`), or huey's own
+:func:`botkit.runtime.worker.run_consumer` for :mod:`bots.events`), or huey's own
 ``huey_consumer``. The bot's handlers record what they did in a SQLite file that the test
 reads. The web side is the bot's real WSGI app: the Flask test client with a huey queue,
 or a real gunicorn.
@@ -26,9 +26,10 @@ from services import RedisServer, redis_server, redis_url  # noqa: F401
 from stream_stub import StreamStub, stream_stub_fixture  # noqa: F401
 
 from botkit import Config
-from botkit.huey_queue import HueyQueue, QueueConfigError, run_consumer
-from botkit.signing import KeyRing
-from botkit.tasks import QueueUnavailable
+from botkit.core.signing import KeyRing
+from botkit.runtime.huey_queue import HueyQueue, QueueConfigError
+from botkit.runtime.tasks import QueueUnavailable
+from botkit.runtime.worker import run_consumer
 from botkit.testing import TEST_API_KEY, TEST_API_SECRET, TestClient, encode, event_payload
 
 pytestmark = pytest.mark.slow
@@ -321,7 +322,7 @@ def test_huey_consumer_command_with_botkit_app(
     consumer = os.path.join(os.path.dirname(sys.executable), "huey_consumer")
     worker = workers(
         queue.url,
-        command=[consumer, "botkit.huey_queue.huey", "-w", "1", "-g", "TERM"],
+        command=[consumer, "botkit.runtime.worker.huey", "-w", "1", "-g", "TERM"],
         BOTKIT_APP="bots.events:bot",
     )
     assert client.event("message.new", webhook_id="wh-huey-consumer").status == 200

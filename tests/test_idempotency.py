@@ -1,4 +1,4 @@
-"""Tests for botkit.idempotency against memory, SQLite and a real redis-server."""
+"""Tests for botkit.runtime.stores against memory, SQLite and a real redis-server."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from hypothesis.stateful import (
 )
 from services import RedisServer, redis_server, redis_url  # noqa: F401
 
-from botkit import idempotency
-from botkit.idempotency import (
+from botkit.runtime import stores as idempotency
+from botkit.runtime.stores import (
     Entry,
     MemoryStore,
     RedisStore,
@@ -799,7 +799,7 @@ def test_memory_store_is_bounded_in_bytes_too() -> None:
 
 
 def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import botkit.idempotency as idem
+    import botkit.runtime.stores as idem
 
     clock = FakeClock()
     store = open_store(f"sqlite:///{tmp_path}/c.db", clock=clock)
@@ -1015,7 +1015,7 @@ def test_sqlite_connection_per_thread(tmp_path: Any) -> None:
 
 _RETAINED_SCRIPT = """
 import sys, time
-from botkit.idempotency import open_store
+from botkit.runtime.stores import open_store
 
 def rss_mb():
     for line in open("/proc/self/status"):
@@ -1118,7 +1118,7 @@ def test_sqlite_answers_have_a_connection_of_their_own(tmp_path: Any) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
 def test_sqlite_child_never_reuses_parent_connection(tmp_path: Any) -> None:
-    import botkit.idempotency as idem
+    import botkit.runtime.stores as idem
 
     store = open_store(f"sqlite:///{tmp_path}/fork.db")
     assert isinstance(store, SQLiteStore)

@@ -14,7 +14,7 @@ import pytest
 from server import GunicornServer, signed_post
 
 from botkit import Bot, ConfigError, Message
-from botkit.logs import WEBHOOK_FIELDS, JSONFormatter, configure_logging, remove_handler
+from botkit.adapters.logs import WEBHOOK_FIELDS, JSONFormatter, configure_logging, remove_handler
 from botkit.testing import TestClient, command_payload, encode, message
 
 SECRET = "s3cr3t-value-never-logged-7f3a"

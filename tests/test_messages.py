@@ -1,4 +1,4 @@
-"""Tests for botkit.messages: builders, merge semantics, to_dict, coerce_reply."""
+"""Tests for botkit.core.messages: builders, merge semantics, to_dict, coerce_reply."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from botkit import Action, Attachment, Field, Message
 from botkit import mml as m
-from botkit.messages import coerce_reply
+from botkit.core.messages import coerce_reply
 
 INCOMING: dict[str, Any] = {
     "id": "msg-1",

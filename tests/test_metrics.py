@@ -16,7 +16,7 @@ from server import GunicornServer, signed_post
 from services import RedisServer, redis_server, redis_url  # noqa: F401
 
 from botkit import Bot, Config, Message
-from botkit.signing import KeyRing
+from botkit.core.signing import KeyRing
 from botkit.testing import TestClient, command_payload, encode
 
 PREFIX = "/webhooks/stream"

@@ -12,9 +12,9 @@ import pytest
 from browser import browser, page, wsgi_server  # noqa: F401
 
 from botkit import Action, Attachment, Bot, Config, Message
-from botkit.config import DEV_API_KEY, DEV_API_SECRET
-from botkit.playground import create_playground_app
-from botkit.signing import KeyRing, sign
+from botkit.adapters.playground import create_playground_app
+from botkit.core.config import DEV_API_KEY, DEV_API_SECRET
+from botkit.core.signing import KeyRing, sign
 from botkit.testing import encode
 
 KEY, SECRET = "pg-key", "pg-secret"

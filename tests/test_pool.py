@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from botkit.pool import HandlerPool, NotDone
+from botkit.runtime.pool import HandlerPool, NotDone
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from botkit import (
     Message,
     signals,
 )
-from botkit.signing import KeyRing, sign
+from botkit.core.signing import KeyRing, sign
 from botkit.testing import (
     TestClient,
     action_payload,

@@ -1,4 +1,4 @@
-"""Tests for botkit.schemas: strict JSON decoding and payload validation."""
+"""Tests for botkit.core.schemas: strict JSON decoding and payload validation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from botkit.schemas import (
+from botkit.core.schemas import (
     InvalidPayload,
     load_before_send,
     load_command,
@@ -231,7 +231,7 @@ import copy  # noqa: E402
 
 from marshmallow import ValidationError  # noqa: E402
 
-from botkit import schemas  # noqa: E402
+from botkit.core import schemas  # noqa: E402
 
 opt_str_reply = st.none() | st.text(max_size=8)
 valid_actions = st.fixed_dictionaries(

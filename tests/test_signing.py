@@ -1,4 +1,4 @@
-"""Tests for botkit.signing: known answers, rejections, rotation, gzip, properties."""
+"""Tests for botkit.core.signing: known answers, rejections, rotation, gzip, properties."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from botkit import Bot, Config, ConfigError, Message
-from botkit.signing import BodyTooLarge, InvalidSignature, KeyRing, gunzip, sign, verify
+from botkit.core.signing import BodyTooLarge, InvalidSignature, KeyRing, gunzip, sign, verify
 from botkit.testing import command_payload, encode, signed_headers
 
 KEY = "app-key"
@@ -107,7 +107,7 @@ def test_comparison_is_constant_time(ring: KeyRing, monkeypatch: pytest.MonkeyPa
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("botkit.signing.hmac.compare_digest", spy)
+    monkeypatch.setattr("botkit.core.signing.hmac.compare_digest", spy)
     verify(ring, KEY, GOOD, BODY)
     assert calls, "verify must compare with hmac.compare_digest"
     calls.clear()

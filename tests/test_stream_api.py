@@ -1,4 +1,4 @@
-"""Tests for botkit.stream_api, against the local Stream stub over loopback."""
+"""Tests for botkit.runtime.stream_api, against the local Stream stub over loopback."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import requests
 from stream_stub import StreamStub, stream_stub_fixture  # noqa: F401
 
-from botkit.stream_api import (
+from botkit.runtime.stream_api import (
     StreamAPIError,
     StreamClient,
     StreamUnreachable,

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from botkit import Bot, Config, ConfigError, Event
-from botkit import tasks as tasks_module
-from botkit.signing import KeyRing
-from botkit.tasks import (
+from botkit.core.signing import KeyRing
+from botkit.runtime import tasks as tasks_module
+from botkit.runtime.runtime import open_queue
+from botkit.runtime.tasks import (
     MAX_ATTEMPTS,
     QueueUnavailable,
     TaskQueue,
     ThreadQueue,
-    open_queue,
     run_event,
 )
 from botkit.testing import TEST_API_KEY, TEST_API_SECRET, TestClient, message
@@ -329,7 +329,7 @@ def test_thread_queue_refuses_past_max_pending() -> None:
     """A flood of events must not grow memory without end: past the bound, submit refuses
     (the push route then answers 503, so Stream retries later)."""
     from botkit import Bot
-    from botkit.tasks import QueueUnavailable, ThreadQueue
+    from botkit.runtime.tasks import QueueUnavailable, ThreadQueue
 
     bot = Bot()
     gate = threading.Event()
@@ -406,8 +406,9 @@ def test_an_exiting_process_waits_for_queued_work_then_says_what_is_lost(
 ) -> None:
     """A gunicorn worker that exits (a deploy, a restart) gives thread:// work a few
     seconds, refuses new work, and logs how many tasks it could not run."""
-    from botkit import Bot, tasks
-    from botkit.tasks import QueueUnavailable, ThreadQueue
+    from botkit import Bot
+    from botkit.runtime import tasks
+    from botkit.runtime.tasks import QueueUnavailable, ThreadQueue
 
     bot = Bot()
     gate = threading.Event()

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from botkit.huey_queue import run_consumer
+from botkit.runtime.worker import run_consumer
 from bots.events import bot
 
 logging.basicConfig(

@@ -16,14 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import signals
-from .commands import Command, Route, clicked
-from .context import BeforeSendContext, CommandContext, custom_fields
-from .deadlines import AnsweredAtDeadline
-from .idempotency import StoreUnavailable
-from .messages import Message, coerce_reply
-from .pool import NotDone
-from .schemas import (
+from ..core import signals
+from ..core.commands import Command, Route, clicked
+from ..core.context import BeforeSendContext, CommandContext, custom_fields
+from ..core.messages import Message, coerce_reply
+from ..core.schemas import (
     MESSAGE_FIELDS,
     InvalidPayload,
     load_before_send,
@@ -32,7 +29,10 @@ from .schemas import (
     parse_json,
     validate_reply,
 )
-from .signing import BodyTooLarge, InvalidSignature, gunzip, is_gzip, verify
+from ..core.signing import BodyTooLarge, InvalidSignature, gunzip, is_gzip, verify
+from .deadlines import AnsweredAtDeadline
+from .pool import NotDone
+from .stores import StoreUnavailable
 
 if TYPE_CHECKING:
     from .pool import Call
@@ -117,6 +117,7 @@ class Dispatcher:
         self.runtime = runtime
         self.bot = runtime.bot
         self.config = runtime.config
+        self.started = False
 
     # -- the pipeline ------------------------------------------------------------------
 
@@ -139,7 +140,9 @@ class Dispatcher:
         :class:`~botkit.deadlines.AnsweredAtDeadline` once the handler has returned.
         """
         start = time.monotonic()
-        self.bot._started = True
+        if not self.started:
+            self.started = True
+            self.bot.mark_started()
         try:
             attempt = int(headers.get("X-Webhook-Attempt") or 1)
         except ValueError:
@@ -424,7 +427,7 @@ class Dispatcher:
                 if refusal is not None:
                     return coerce_reply(refusal)
             if route is not None and route.schema is not None:
-                from .forms import load_form
+                from ..core.forms import load_form
 
                 form, refusal = load_form(route.schema, ctx)
                 if refusal is not None:

@@ -13,9 +13,10 @@ from .help import HelpCommand
 if TYPE_CHECKING:
     from flask import Flask
 
+    from ..runtime.runtime import Runtime
+    from ..runtime.stores import Store
+    from ..testing import TestClient
     from .config import Config
-    from .idempotency import Store
-    from .testing import TestClient
 
 __all__ = ["Bot", "CommandGroup"]
 
@@ -273,8 +274,20 @@ class Bot(Registry):
         self._started = False
         self.help_command = help_command
         self.app: Flask | None = None
+        #: The parts serving this bot in this process (store, queue, Stream client): set
+        #: when :meth:`create_app`, :meth:`test_client` or ``botkit worker`` makes them.
+        self.runtime: Runtime | None = None
         if help_command:
             self._add_command_object(HelpCommand())
+
+    @property
+    def started(self) -> bool:
+        """True once the bot has handled a webhook: registering then raises."""
+        return self._started
+
+    def mark_started(self) -> None:
+        """Refuse registration from now on; botkit calls it with the first webhook."""
+        self._started = True
 
     def _check_setup(self, what: str) -> None:
         if self._started:
@@ -304,9 +317,12 @@ class Bot(Registry):
     def store(self) -> Store:
         """The idempotency store of this process; it also keeps small shared counters
         (``bot.store.incr(name, field)``, ``bot.store.counters(name)``) for handlers."""
-        from .runtime import runtime_for
-
-        return runtime_for(self).store
+        if self.runtime is None:
+            raise SetupError(
+                "bot.store is there once the bot serves: make the app (bot.create_app() "
+                "or bot.test_client()) or run botkit worker first"
+            )
+        return self.runtime.store
 
     def create_app(self, config: Config | None = None, **flask_config: Any) -> Flask:
         """A Flask app serving this bot's webhooks (``gunicorn wsgi:app``).
@@ -314,13 +330,13 @@ class Bot(Registry):
         Settings come from the environment unless ``config`` is given; a missing secret
         or an unusable store URL fails here, at start-up, with a message that names it.
         """
-        from .web import create_app
+        from ..adapters.web import create_app
 
         return create_app(self, config, **flask_config)
 
     def test_client(self, **kwargs: Any) -> TestClient:
         """A client that signs and sends webhooks through this bot's app, for tests."""
-        from .testing import TestClient
+        from ..testing import TestClient
 
         return TestClient(self, **kwargs)
 

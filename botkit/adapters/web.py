@@ -15,16 +15,16 @@ from urllib.parse import parse_qs
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .config import Config, ConfigError
-from .deadlines import AnsweredAtDeadline
-from .dispatch import BEFORE_SEND, COMMAND, PUSH, Dispatcher, dumps
-from .dispatch import Response as Answer
+from ..core.config import Config, ConfigError
+from ..runtime.deadlines import AnsweredAtDeadline
+from ..runtime.dispatch import BEFORE_SEND, COMMAND, PUSH, Dispatcher, dumps
+from ..runtime.dispatch import Response as Answer
+from ..runtime.runtime import Runtime
 from .logs import configure_logging
 from .metrics import metrics_enabled
-from .runtime import Runtime
 
 if TYPE_CHECKING:
-    from .bot import Bot
+    from ..core.bot import Bot
 
 log = logging.getLogger("botkit")
 

@@ -5,7 +5,7 @@ would render it, click its buttons, submit its MML forms, and read beside it the
 signed request the bot received and what it answered.
 
 The page never signs anything itself. It calls the small JSON endpoints below
-``/playground/api/``; they build the webhook bodies with :mod:`botkit.testing`'s
+``/playground/api/``; they build the webhook bodies with :mod:`botkit.core.payloads`'s
 builders, sign them with the app's own secret and post them through the app's real
 webhook routes, the ones Stream calls. Because they sign with the bot's secret, the
 playground is only mounted when it is asked for (``BOTKIT_PLAYGROUND=1``, ``make run``,
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, render_template, request
 
-from ..config import Config
-from ..testing import (
+from ...core.config import Config
+from ...core.payloads import (
     action_payload,
     before_send_payload,
     command_payload,
@@ -36,10 +36,10 @@ from ..testing import (
     event_payload,
     signed_headers,
 )
-from ..testing import user as make_user
+from ...core.payloads import user as make_user
 
 if TYPE_CHECKING:
-    from ..bot import Bot
+    from ...core.bot import Bot
 
 log = logging.getLogger("botkit")
 

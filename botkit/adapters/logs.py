@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from .config import ConfigError
+from ..core.config import ConfigError
 
 __all__ = ["FORMATS", "JSONFormatter", "TextFormatter", "configure_logging"]
 

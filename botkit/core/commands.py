@@ -146,7 +146,7 @@ class Command(Generic[P, R]):
         return decorator
 
     def _check_setup(self, what: str) -> None:
-        if any(getattr(bot, "_started", False) for bot in self.bots):
+        if any(getattr(bot, "started", False) for bot in self.bots):
             raise SetupError(
                 f"Cannot add {what} to /{self.name}: the bot has already handled a webhook. "
                 "Register every route at import time."

@@ -10,16 +10,16 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .config import Config
-from .context import custom_fields, split_cid
+from ..core.config import Config
+from ..core.context import custom_fields, split_cid
 from .deadlines import Watchdog
-from .idempotency import Store, open_store
 from .pool import HandlerPool
+from .stores import Store, open_store
+from .tasks import TaskQueue, ThreadQueue, task
 
 if TYPE_CHECKING:
-    from .bot import Bot
+    from ..core.bot import Bot
     from .stream_api import StreamClient
-    from .tasks import TaskQueue
 
 log = logging.getLogger("botkit")
 
@@ -38,8 +38,6 @@ class Runtime:
         queue: TaskQueue | None = None,
         stream: StreamClient | None = None,
     ) -> None:
-        from .tasks import open_queue
-
         self.bot = bot
         self.config = config
         self.store = (
@@ -52,7 +50,7 @@ class Runtime:
         self._pool = HandlerPool(64)
         #: Answers at the deadline the calls that run in their request thread.
         self.watchdog = Watchdog(config.inline_calls)
-        bot._runtime = self  # type: ignore[attr-defined]
+        bot.runtime = self
 
     @property
     def executor(self) -> HandlerPool:
@@ -119,7 +117,27 @@ def late_message_id(webhook_id: str | None) -> str | None:
 
 def runtime_for(bot: Bot) -> Runtime:
     """The bot's runtime in this process, made from the environment if it has none."""
-    runtime: Runtime | None = getattr(bot, "_runtime", None)
-    if runtime is None:
+    runtime = bot.runtime
+    if not isinstance(runtime, Runtime):
         runtime = Runtime(bot, Config.from_env())
     return runtime
+
+
+@task("late_result")
+def deliver_late_result(bot: Bot, payload: dict[str, Any]) -> None:
+    """Post a command result that missed its deadline to the channel, as the bot user."""
+    runtime_for(bot).post_late_result(payload)
+
+
+def open_queue(url: str | None, bot: Bot) -> TaskQueue:
+    """The queue ``BOTKIT_QUEUE`` names; ``ValueError`` naming the URL if unusable."""
+    if not url or url == "thread://":
+        return ThreadQueue(bot)
+    if url.startswith("huey+"):
+        from .huey_queue import HueyQueue
+
+        return HueyQueue(url, bot)
+    raise ValueError(
+        f"BOTKIT_QUEUE={url!r} is not a queue botkit knows: use thread://, "
+        "huey+sqlite:///path/to/queue.db or huey+redis://host:6379/0"
+    )

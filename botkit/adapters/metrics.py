@@ -30,8 +30,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import signals
-from .config import ConfigError
+from ..core import signals
+from ..core.config import ConfigError
 
 if TYPE_CHECKING:
     from flask import Flask

@@ -30,15 +30,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import click
 
-from .config import DEV_API_KEY, DEV_API_SECRET, ConfigError
-from .logs import configure_logging
+from ..adapters.logs import configure_logging
+from ..core.config import DEV_API_KEY, DEV_API_SECRET, ConfigError
 
 if TYPE_CHECKING:
     import requests
     from flask import Flask
 
-    from .bot import Bot
-    from .stream_api import StreamClient
+    from ..core.bot import Bot
+    from ..runtime.stream_api import StreamClient
 
 __all__ = ["cli", "main"]
 
@@ -73,7 +73,7 @@ def locate(ref: str | None) -> Located:
     """Import the bot named by ``ref`` (``module:attr``), ``BOTKIT_APP`` or ``wsgi.py``."""
     from flask import Flask
 
-    from .bot import Bot, default_bot
+    from ..core.bot import Bot, default_bot
 
     ref = ref or os.environ.get("BOTKIT_APP") or None
     if ref is None:
@@ -269,7 +269,7 @@ class Plan:
 
 def check_bot_for_stream(bot: Bot) -> list[str]:
     """Reasons Stream would refuse the bot's commands (checked before any call)."""
-    from .commands import RESERVED_NAMES, check_command_name
+    from ..core.commands import RESERVED_NAMES, check_command_name
 
     problems: list[str] = []
     if len(bot.commands) > MAX_COMMANDS:
@@ -327,7 +327,7 @@ def make_plan(
     prune: bool = False,
 ) -> Plan:
     """Compare the bot with the Stream app's current state; no I/O."""
-    from .commands import RESERVED_NAMES
+    from ..core.commands import RESERVED_NAMES
 
     plan = Plan()
     prefix = _prefix()
@@ -468,7 +468,7 @@ def print_plan(plan: Plan, push_url: str) -> None:
 
 
 def _stream_client() -> StreamClient:
-    from .stream_api import StreamClient
+    from ..runtime.stream_api import StreamClient
 
     try:
         return StreamClient.from_env(max_retries=2, backoff=0.5)
@@ -520,7 +520,7 @@ def sync(
       botkit sync --url https://bot.example.com --channel-type messaging
       botkit sync --url https://bot.example.com --prune
     """
-    from .stream_api import StreamAPIError, channel_type_command_names
+    from ..runtime.stream_api import StreamAPIError, channel_type_command_names
 
     base_url = _check_base_url(url)
     bot = _located(ctx).bot
@@ -585,7 +585,7 @@ def apply_plan(client: StreamClient, plan: Plan) -> None:
 
 def signing_keys(warn: bool = True) -> tuple[str, str]:
     """The key and secret to sign with: the environment's, or botkit's development ones."""
-    from .signing import KeyRing
+    from ..core.signing import KeyRing
 
     try:
         ring = KeyRing.from_env(os.environ)
@@ -690,7 +690,7 @@ def _short(value: Any, limit: int = 100) -> str:
 
 def describe_message(message: Mapping[str, Any] | None, *, deleted: bool = False) -> list[str]:
     """A reply message as lines of text for a terminal."""
-    from .context import custom_fields
+    from ..core.context import custom_fields
 
     if message is None:
         if deleted:
@@ -906,7 +906,7 @@ def send(
     """
     import requests
 
-    from .testing import (
+    from ..core.payloads import (
         action_payload,
         before_send_payload,
         command_payload,
@@ -1029,7 +1029,7 @@ def sign(file: str, url: str, path: str | None) -> None:
       botkit sign body.json
       echo '{"type": "message.new"}' | botkit sign -
     """
-    from .testing import signed_headers
+    from ..core.payloads import signed_headers
 
     with click.open_file(file, "rb") as fh:
         body = fh.read()
@@ -1115,7 +1115,7 @@ def worker(ctx: click.Context, workers: int) -> None:
         )
     bot = _located(ctx).bot
     try:
-        huey_queue = importlib.import_module("botkit.huey_queue")
+        huey_queue = importlib.import_module("botkit.runtime.worker")
     except ImportError as exc:
         fail(f"botkit worker needs huey: pip install 'botkit[huey]' ({exc})")
     try:
@@ -1137,7 +1137,7 @@ def playground(ctx: click.Context, host: str, port: int) -> None:
     """
     _dev_credentials_default()
     bot = _located(ctx).bot
-    module = importlib.import_module("botkit.playground")
+    module = importlib.import_module("botkit.adapters.playground")
     try:
         module.run_playground(bot, host, port)
     except ConfigError as exc:

@@ -23,15 +23,15 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
-from . import signals
-from .context import Event
+from ..core import signals
+from ..core.context import Event
 
 if TYPE_CHECKING:
-    from .bot import Bot
+    from ..core.bot import Bot
 
 log = logging.getLogger("botkit.tasks")
 
-__all__ = ["QueueUnavailable", "TaskQueue", "ThreadQueue", "open_queue", "run_event"]
+__all__ = ["TASKS", "QueueUnavailable", "TaskQueue", "ThreadQueue", "run_event", "task"]
 
 MAX_ATTEMPTS = 3
 #: How long an exiting process waits for the work still queued on ``thread://``.
@@ -111,18 +111,20 @@ def run_event(bot: Bot, payload: dict[str, Any]) -> None:
         raise failed[0]
 
 
-def deliver_late_result(bot: Bot, payload: dict[str, Any]) -> None:
-    """Post a command result that missed its deadline to the channel, as the bot user."""
-    from .runtime import runtime_for
+Task = Callable[["Bot", dict[str, Any]], None]
 
-    runtime_for(bot).post_late_result(payload)
+#: Work the queues know how to run, by name: ``TASKS[name](bot, payload)``.
+TASKS: dict[str, Task] = {"event": run_event}
 
 
-#: Work the queue knows how to run, by name.
-TASKS: dict[str, Callable[[Bot, dict[str, Any]], None]] = {
-    "event": run_event,
-    "late_result": deliver_late_result,
-}
+def task(name: str) -> Callable[[Task], Task]:
+    """Register the decorated function as the work the queues run for ``name``."""
+
+    def decorator(func: Task) -> Task:
+        TASKS[name] = func
+        return func
+
+    return decorator
 
 
 class ThreadQueue(TaskQueue):
@@ -240,18 +242,3 @@ _LIVE_QUEUES: weakref.WeakSet[ThreadQueue] = weakref.WeakSet()
 def _drain_queues_at_exit() -> None:
     for queue in list(_LIVE_QUEUES):
         queue._drain_at_exit()
-
-
-def open_queue(url: str | None, bot: Bot) -> TaskQueue:
-    """The queue ``BOTKIT_QUEUE`` names; ``ValueError`` naming the URL if unusable."""
-    if not url or url == "thread://":
-        return ThreadQueue(bot)
-    if url.startswith("huey+"):
-        from .huey_queue import HueyQueue
-
-        queue: TaskQueue = HueyQueue(url, bot)
-        return queue
-    raise ValueError(
-        f"BOTKIT_QUEUE={url!r} is not a queue botkit knows: use thread://, "
-        "huey+sqlite:///path/to/queue.db or huey+redis://host:6379/0"
-    )
