@@ -20,6 +20,16 @@ class ConfigError(ValueError):
     """A setting is missing or wrong; the message names the variable."""
 
 
+def url_prefix(raw: str) -> str:
+    """The path the webhooks are served under, from a ``BOTKIT_URL_PREFIX`` value.
+
+    Slashes and spaces around it do not matter: ``"bots/"`` gives ``"/bots"``, and
+    ``"/"`` gives ``""`` (the webhooks at the site's root).
+    """
+    prefix = "/" + raw.strip().strip("/")
+    return "" if prefix == "/" else prefix
+
+
 def _number(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
@@ -83,10 +93,9 @@ class Config:
                 )
             keyring = KeyRing({DEV_API_KEY: (DEV_API_SECRET,)})
             dev = True
-        prefix = "/" + env.get("BOTKIT_URL_PREFIX", "/webhooks/stream").strip().strip("/")
         return cls(
             keyring=keyring,
-            url_prefix="" if prefix == "/" else prefix,
+            url_prefix=url_prefix(env.get("BOTKIT_URL_PREFIX", "/webhooks/stream")),
             max_body_bytes=int(_number(env, "BOTKIT_MAX_BODY_BYTES", 1024 * 1024)),
             store_url=env.get("BOTKIT_STORE") or None,
             queue_url=env.get("BOTKIT_QUEUE") or None,
