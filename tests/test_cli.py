@@ -21,7 +21,9 @@ from services import find_free_port
 from stream_stub import StreamStub, stream_stub_fixture  # noqa: F401
 
 from botkit import Bot, Command, Config, Message
-from botkit.cli import Located, buttons_of, cli, locate
+from botkit.cli import cli
+from botkit.cli.common import Located, locate
+from botkit.cli.replies import buttons_of
 from botkit.core.signing import KeyRing, sign
 
 BOTKIT = os.path.join(os.path.dirname(sys.executable), "botkit")
