@@ -113,22 +113,60 @@ def test_registration_after_the_first_webhook_is_an_error() -> None:
     bot.add_command(hello, "hello")
     client = bot.test_client()
     try:
+        assert not bot.started
         assert client.command("/hello").text == "hello alice"
+        assert bot.started
         for register in (
             lambda: bot.add_command(hello, "late"),
             lambda: bot.command("late2")(hello),
+            lambda: bot.add_form(hello, "late-form"),
             lambda: bot.form("late-form")(hello),
             lambda: bot.errorhandler(KeyError)(hello),
             lambda: bot.check(hello),
+            lambda: bot.add_before_send(hello),
             lambda: bot.before_send(hello),
+            lambda: bot.before_send(fail_closed=True)(hello),
+            lambda: bot.add_event_handler(hello, "message.new"),
             lambda: bot.on("message.new")(hello),
             lambda: bot.include(CommandGroup()),
         ):
             with pytest.raises(SetupError, match="already handled a webhook"):
                 register()
         assert set(bot.commands) == {"hello"}
+        assert (bot.forms, bot.hooks, bot.event_handlers) == ({}, [], [])
+        assert (bot.error_handlers, bot.checks) == ({}, [])
     finally:
         client.runtime.close()
+
+
+def test_command_routes_after_the_first_webhook_are_an_error() -> None:
+    bot = Bot(help_command=False)
+    cmd = bot.add_command(hello, "hello")
+    with bot.test_client() as client:
+        assert client.command("/hello").text == "hello alice"
+        for register in (
+            lambda: cmd.add_action(hello, "btn", "go"),
+            lambda: cmd.action("btn")(hello),
+            lambda: cmd.form("late-form")(hello),
+            lambda: cmd.check(hello),
+            lambda: cmd.errorhandler(KeyError)(hello),
+        ):
+            with pytest.raises(SetupError, match=r"/hello .*already handled a webhook"):
+                register()
+    assert (cmd.routes, cmd.checks, cmd.error_handlers) == ([], [], {})
+
+
+def test_command_routes_of_a_group_after_the_first_webhook_are_an_error() -> None:
+    group = CommandGroup()
+    cmd = group.add_command(hello, "hello")
+    bot = Bot(help_command=False)
+    bot.include(group)
+    cmd.add_action(hello, "btn", "go")  # a group's command may still grow until the bot starts
+    with bot.test_client() as client:
+        client.command("/hello")
+        with pytest.raises(SetupError, match="already handled a webhook"):
+            cmd.add_action(hello, "btn", "stop")
+    assert [r.value for r in cmd.routes] == ["go"]
 
 
 # -- decorators give the function back -------------------------------------------------------------
@@ -267,7 +305,7 @@ def fresh_default_bot() -> Iterator[Bot]:
         "event_handlers": list(bot.event_handlers),
         "error_handlers": dict(bot.error_handlers),
         "checks": list(bot.checks),
-        "_started": bot._started,
+        "started": bot.started,
         "app": bot.app,
     }
     saved_runtime = bot.runtime
@@ -277,6 +315,8 @@ def fresh_default_bot() -> Iterator[Bot]:
     bot.event_handlers.clear()
     bot.error_handlers.clear()
     bot.checks.clear()
+    # A bot never un-starts, by design, so there is no public way back: this fixture
+    # alone resets the private flag, because the default bot is one global for all tests.
     bot._started = False
     try:
         yield bot
@@ -288,7 +328,7 @@ def fresh_default_bot() -> Iterator[Bot]:
             getattr(bot, name).update(saved[name])
         for name in ("hooks", "event_handlers", "checks"):
             getattr(bot, name)[:] = saved[name]
-        bot._started = saved["_started"]
+        bot._started = saved["started"]
         bot.app = saved["app"]
         bot.runtime = saved_runtime
 

@@ -193,3 +193,46 @@ def test_group_registration_is_the_same_api() -> None:
     group: Any = CommandGroup()
     for name in ("command", "add_command", "form", "check", "errorhandler", "before_send", "on"):
         assert callable(getattr(group, name))
+
+
+def test_a_group_refuses_registration_after_include() -> None:
+    group = CommandGroup()
+
+    @group.command("early")
+    def early(ctx: CommandContext) -> None: ...
+
+    bot = Bot(help_command=False)
+    bot.include(group)
+    assert not group.started  # a group never serves; it is refused for being included
+    for register in (
+        lambda: group.add_command(early, "late"),
+        lambda: group.command("late")(early),
+        lambda: group.add_before_send(early),
+        lambda: group.before_send(early),
+        lambda: group.add_event_handler(early, "member.added"),
+        lambda: group.on("member.added")(early),
+        lambda: group.check(early),
+        lambda: group.errorhandler(KeyError)(early),
+        lambda: group.add_form(early, "late_form"),
+        lambda: group.form("late_form")(early),
+    ):
+        with pytest.raises(SetupError, match=r"before bot\.include\(group\)"):
+            register()
+    # nothing was half-registered: not on the group, and so not lost for the bot either
+    assert set(group.commands) == set(bot.commands) == {"early"}
+    assert (group.hooks, group.event_handlers, group.checks) == ([], [], [])
+    assert (group.error_handlers, group.forms) == ({}, {})
+
+
+def test_a_group_included_twice_is_still_included() -> None:
+    group = CommandGroup()
+
+    @group.command("shared")
+    def shared(ctx: CommandContext) -> None: ...
+
+    first, second = Bot(help_command=False), Bot(help_command=False)
+    first.include(group)
+    second.include(group)  # several bots (tests, several apps) may share a group
+    assert first.commands["shared"] is second.commands["shared"] is shared
+    with pytest.raises(SetupError, match="already included"):
+        group.check(admins_only)

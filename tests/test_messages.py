@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from botkit import Action, Attachment, Field, Message
+from botkit import Action, Attachment, Bot, CommandContext, Field, Message
 from botkit import mml as m
 from botkit.core.messages import coerce_reply
 
@@ -50,15 +50,24 @@ def test_ephemeral_with_attachments_replaces_them() -> None:
 
 
 def test_publish_drops_actions_and_clears_mml() -> None:
-    for build in (Message.publish, Message.regular):
-        out = build(text="").merge_into(INCOMING)
-        assert out is not None
-        assert out["type"] == "regular"
-        assert out["id"] == "msg-1"
-        assert out["gif_query"] == "cats"
-        assert out["mml"] == ""
-        assert out["attachments"] == [{"type": "giphy", "image_url": "https://example.com/cat.gif"}]
-        assert all("actions" not in a for a in out["attachments"])
+    out = Message.publish(text="").merge_into(INCOMING)
+    assert out is not None
+    assert out["type"] == "regular"
+    assert out["id"] == "msg-1"
+    assert out["gif_query"] == "cats"
+    assert out["mml"] == ""
+    assert out["attachments"] == [{"type": "giphy", "image_url": "https://example.com/cat.gif"}]
+    assert all("actions" not in a for a in out["attachments"])
+
+
+def test_regular_is_a_deprecated_alias_of_publish() -> None:
+    with pytest.warns(DeprecationWarning, match=r"use Message\.publish\(\)") as warned:
+        old = Message.regular("done", state={"pick": 2})
+    assert warned[0].filename == __file__  # points at the caller, not at botkit
+    assert old == Message.publish("done", state={"pick": 2})
+    assert old.merge_into(INCOMING) == Message.publish("done", state={"pick": 2}).merge_into(
+        INCOMING
+    )
 
 
 def test_publish_with_new_attachments_drops_their_actions_too() -> None:
@@ -82,6 +91,15 @@ def test_error_clears_attachments_and_mml() -> None:
     assert out["attachments"] == []
     assert out["mml"] == ""
     assert out["id"] == "msg-1"
+
+
+def test_ctx_error_is_a_deprecated_alias_of_message_error() -> None:
+    ctx = CommandContext(bot=Bot(), message=dict(INCOMING), user={"id": "alice"}, command="gif")
+    with pytest.warns(DeprecationWarning, match=r"use Message\.error\(text\)") as warned:
+        old = ctx.error("Nope")
+    assert warned[0].filename == __file__
+    assert old == Message.error("Nope")
+    assert old.merge_into(INCOMING) == Message.error("Nope").merge_into(INCOMING)
 
 
 def test_delete_merges_to_none() -> None:

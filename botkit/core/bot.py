@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from .commands import Command, Route, SetupError
 from .help import HelpCommand
+from .setup import setupmethod
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -58,8 +59,20 @@ class Registry:
         self.error_handlers: dict[type[BaseException], Callable[..., Any]] = {}
         self.checks: list[Callable[..., Any]] = []
 
-    def _check_setup(self, what: str) -> None:
-        pass
+    @property
+    def started(self) -> bool:
+        """True once the bot has handled a webhook: registering then raises. A group
+        never starts."""
+        return False
+
+    def _check_setup_finished(self, f_name: str) -> None:
+        # every registration method asks here first (``@setupmethod``)
+        if self.started:
+            raise SetupError(
+                f"Cannot register with {f_name}(): the bot has already handled a webhook. "
+                "Register every command, hook and handler at import time, before the "
+                "app serves requests (gunicorn forks workers after that)."
+            )
 
     # -- commands -------------------------------------------------------------------
 
@@ -116,6 +129,7 @@ class Registry:
 
         return decorator
 
+    @setupmethod
     def add_command(
         self,
         func: Callable[P, R],
@@ -128,7 +142,6 @@ class Registry:
         placeholder: Callable[..., Any] | str | None = None,
     ) -> Command[P, R]:
         """Register ``func`` as ``/name``; the non-decorator form of :meth:`command`."""
-        self._check_setup(f"command /{name}")
         cmd = Command(
             func,
             name,
@@ -162,14 +175,15 @@ class Registry:
 
         return decorator
 
+    @setupmethod
     def add_form(self, func: Callable[..., Any], mml_name: str, *, schema: Any = None) -> None:
-        self._check_setup(f"form {mml_name}")
         if not mml_name:
             raise SetupError("A form handler needs the form's name")
         if mml_name in self.forms:
             raise SetupError(f"Form {mml_name!r} is registered twice")
         self.forms[mml_name] = Route(func, mml_name=mml_name, schema=schema)
 
+    @setupmethod
     def errorhandler(self, exc_type: type[BaseException]) -> Callable[[F], F]:
         """Turn an exception a handler raises into a reply: ``func(ctx, exc)``.
 
@@ -177,18 +191,17 @@ class Registry:
         """
 
         def decorator(func: F) -> F:
-            self._check_setup("error handler")
             self.error_handlers[exc_type] = func
             return func
 
         return decorator
 
+    @setupmethod
     def check(self, func: F) -> F:
         """Run ``func(ctx)`` before every command of this bot or group.
 
         Return ``None`` to let the call through, or a reply (``str``/``Message``) to refuse it.
         """
-        self._check_setup("check")
         self.checks.append(func)
         return func
 
@@ -215,8 +228,8 @@ class Registry:
 
         return decorator(func) if func is not None else decorator
 
+    @setupmethod
     def add_before_send(self, func: Callable[..., Any], *, fail_closed: bool = False) -> None:
-        self._check_setup("before_send hook")
         name = getattr(func, "__qualname__", repr(func))
         self.hooks.append(Hook(func, fail_closed=fail_closed, name=name))
 
@@ -235,8 +248,8 @@ class Registry:
 
         return decorator
 
+    @setupmethod
     def add_event_handler(self, func: Callable[..., Any], *event_types: str) -> None:
-        self._check_setup("event handler")
         for t in event_types:
             if not isinstance(t, str) or not t.strip():
                 raise SetupError("Event types are non-empty strings such as 'message.new'")
@@ -260,7 +273,21 @@ class CommandGroup(Registry):
         bot.include(group)
 
     A group's ``check`` and ``errorhandler`` apply to the group's own commands only.
+    ``include`` copies what the group holds at that moment, so register everything on
+    the group first: registering on it afterwards raises :class:`~botkit.SetupError`.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._included = False  # set by Bot.include
+
+    def _check_setup_finished(self, f_name: str) -> None:
+        if self._included:
+            raise SetupError(
+                f"Cannot register with {f_name}(): this group is already included in a "
+                "bot, which took only what the group held then. Register everything on "
+                "the group before bot.include(group)."
+            )
 
 
 class Bot(Registry):
@@ -289,17 +316,13 @@ class Bot(Registry):
         """Refuse registration from now on; botkit calls it with the first webhook."""
         self._started = True
 
-    def _check_setup(self, what: str) -> None:
-        if self._started:
-            raise SetupError(
-                f"Cannot register {what}: the bot has already handled a webhook. "
-                "Register every command, hook and handler at import time, before the "
-                "app serves requests (gunicorn forks workers after that)."
-            )
-
+    @setupmethod
     def include(self, group: CommandGroup) -> None:
-        """Add a :class:`CommandGroup`'s commands, forms, hooks and handlers to this bot."""
-        self._check_setup("a group")
+        """Add a :class:`CommandGroup`'s commands, forms, hooks and handlers to this bot.
+
+        The bot takes what the group holds now; the group refuses registration from then on.
+        """
+        group._included = True
         for cmd in group.commands.values():
             # a group included in several bots (tests, several apps) adds its checks once
             cmd.checks[:0] = [c for c in group.checks if c not in cmd.checks]

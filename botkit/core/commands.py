@@ -6,11 +6,15 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .arguments import ArgumentError, Signature, parse_signature
 from .context import ClickedAction, CommandContext
 from .messages import Message
+from .setup import setupmethod
+
+if TYPE_CHECKING:
+    from .bot import Registry
 
 __all__ = [
     "RESERVED_NAMES",
@@ -125,7 +129,8 @@ class Command(Generic[P, R]):
         self.routes: list[Route] = []
         self.checks: list[Callable[[CommandContext], Any]] = []
         self.error_handlers: dict[type[BaseException], Callable[..., Any]] = {}
-        self.bots: list[Any] = []  # the bots serving this command (set by Bot.include/add)
+        #: The bots and groups serving this command (set by ``add_command`` and ``include``).
+        self.bots: list[Registry] = []
         functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -133,6 +138,13 @@ class Command(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Command /{self.name}>"
+
+    def _check_setup_finished(self, f_name: str) -> None:
+        if any(bot.started for bot in self.bots):
+            raise SetupError(
+                f"Cannot add to /{self.name} with {f_name}(): the bot has already handled "
+                "a webhook. Register every route at import time."
+            )
 
     def action(
         self, name: str, value: str | None = None, *, schema: Any = None
@@ -145,17 +157,10 @@ class Command(Generic[P, R]):
 
         return decorator
 
-    def _check_setup(self, what: str) -> None:
-        if any(getattr(bot, "started", False) for bot in self.bots):
-            raise SetupError(
-                f"Cannot add {what} to /{self.name}: the bot has already handled a webhook. "
-                "Register every route at import time."
-            )
-
+    @setupmethod
     def add_action(
         self, func: Callable[..., Any], name: str, value: str | None = None, *, schema: Any = None
     ) -> None:
-        self._check_setup(f"action {name}={value}")
         if not name:
             raise ValueError(f"/{self.name}: an action route needs the button's name")
         for route in self.routes:
@@ -163,11 +168,11 @@ class Command(Generic[P, R]):
                 raise ValueError(f"/{self.name}: action {name}={value} is routed twice")
         self.routes.append(Route(func, name=name, value=value, schema=schema))
 
+    @setupmethod
     def form(self, mml_name: str, *, schema: Any = None) -> Callable[[F], F]:
         """Route submits of the MML form ``<mml name="mml_name">`` of this command."""
 
         def decorator(func: F) -> F:
-            self._check_setup(f"form {mml_name}")
             if not mml_name:
                 raise ValueError(f"/{self.name}: a form route needs the form's name")
             self.routes.insert(0, Route(func, mml_name=mml_name, schema=schema))
@@ -175,17 +180,17 @@ class Command(Generic[P, R]):
 
         return decorator
 
+    @setupmethod
     def check(self, func: F) -> F:
         """Run ``func(ctx)`` before every call; a returned message refuses the call."""
-        self._check_setup("a check")
         self.checks.append(func)
         return func
 
+    @setupmethod
     def errorhandler(self, exc_type: type[BaseException]) -> Callable[[F], F]:
         """Turn ``exc_type`` raised by this command into a reply: ``func(ctx, exc)``."""
 
         def decorator(func: F) -> F:
-            self._check_setup("an error handler")
             self.error_handlers[exc_type] = func
             return func
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -74,7 +75,12 @@ class CommandContext:
         return self.form_data is not None
 
     def error(self, text: str) -> Message:
-        """Shorthand for ``Message.error(text)``."""
+        """Deprecated: return ``Message.error(text)``, which does the same."""
+        warnings.warn(
+            "ctx.error(text) is deprecated; use Message.error(text)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return Message.error(text)
 
 

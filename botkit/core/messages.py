@@ -8,6 +8,7 @@ hold the bot's state.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -111,8 +112,7 @@ def _attachment_dict(a: Attachment | Mapping[str, Any]) -> dict[str, Any]:
 class Message:
     """The changes a handler makes to the message it was called for.
 
-    Build one with :meth:`ephemeral`, :meth:`regular` (alias :meth:`publish`),
-    :meth:`error` or :meth:`delete`. ``state`` sets custom fields on the message: they
+    Build one with :meth:`ephemeral`, :meth:`publish`, :meth:`error` or :meth:`delete`. ``state`` sets custom fields on the message: they
     come back on the next button click as ``ctx.state``.
     """
 
@@ -160,7 +160,7 @@ class Message:
         return cls("ephemeral", text, attachments=attachments, mml=mml, state=state, **fields)
 
     @classmethod
-    def regular(
+    def publish(
         cls,
         text: str | None = None,
         *,
@@ -171,7 +171,22 @@ class Message:
         """Publish the message to the channel. Buttons and MML forms are removed."""
         return cls("regular", text, attachments=attachments, state=state, **fields)
 
-    publish = regular
+    @classmethod
+    def regular(
+        cls,
+        text: str | None = None,
+        *,
+        attachments: Iterable[Attachment | Mapping[str, Any]] | None = None,
+        state: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Message:
+        """Deprecated: use :meth:`publish`, which does the same."""
+        warnings.warn(
+            "Message.regular() is deprecated; use Message.publish()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cls.publish(text, attachments=attachments, state=state, **fields)
 
     @classmethod
     def error(cls, text: str) -> Message:
