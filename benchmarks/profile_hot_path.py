@@ -155,7 +155,7 @@ def bare_webhooks(flask_app: Any) -> WSGIApp:
     a thin WSGI adapter in botkit/web.py would cost instead of Flask's request cycle."""
     from urllib.parse import parse_qsl
 
-    from botkit.runtime.dispatch import BEFORE_SEND, COMMAND, PUSH
+    from botkit.core.pipeline import BEFORE_SEND, COMMAND, PUSH
 
     dispatcher = flask_app.extensions["botkit"]
     prefix = dispatcher.config.url_prefix
@@ -188,7 +188,7 @@ def apply(
     """Apply one counterfactual to botkit in this process; return its undo."""
     import logging
 
-    import botkit.runtime.dispatch as dispatch
+    import botkit.core.pipeline as pipeline
 
     dispatcher = app.extensions["botkit"]
     if experiment == "handler thread":
@@ -201,18 +201,18 @@ def apply(
 
         return undo
     if experiment == "reply validation":
-        old = dispatch.validate_reply
-        dispatch.validate_reply = lambda message: {}
-        return lambda: setattr(dispatch, "validate_reply", old)
+        old = pipeline.validate_reply
+        pipeline.validate_reply = lambda message: {}
+        return lambda: setattr(pipeline, "validate_reply", old)
     if experiment == "schema load":
         names = ("load_command", "load_before_send", "load_event")
-        olds = {n: getattr(dispatch, n) for n in names}
+        olds = {n: getattr(pipeline, n) for n in names}
         for n in names:
-            setattr(dispatch, n, _fast_command if n != "load_event" else (lambda d: d))
+            setattr(pipeline, n, _fast_command if n != "load_event" else (lambda d: d))
 
         def undo_load() -> None:
             for n, f in olds.items():
-                setattr(dispatch, n, f)
+                setattr(pipeline, n, f)
 
         return undo_load
     if experiment == "log line":

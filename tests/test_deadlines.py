@@ -16,10 +16,11 @@ import pytest
 from werkzeug.datastructures import Headers
 
 from botkit import BeforeSendContext, Bot, CommandContext, Config, Message
+from botkit.core.pipeline import Answer
 from botkit.core.signing import KeyRing
 from botkit.runtime import deadlines
 from botkit.runtime.deadlines import AnsweredAtDeadline, Watchdog
-from botkit.runtime.dispatch import Dispatcher, Response
+from botkit.runtime.dispatch import Dispatcher
 from botkit.runtime.runtime import Runtime
 from botkit.runtime.tasks import TaskQueue
 from botkit.testing import before_send_payload, command_payload, encode, signed_headers
@@ -139,11 +140,11 @@ class Early:
     Sending sets ``release``, which the bot's slow handlers wait for."""
 
     def __init__(self, release: threading.Event | None = None) -> None:
-        self.sent: list[Response] = []
+        self.sent: list[Answer] = []
         self.threads: list[str] = []
         self.release = release
 
-    def __call__(self, response: Response) -> None:
+    def __call__(self, response: Answer) -> None:
         self.sent.append(response)
         self.threads.append(threading.current_thread().name)
         if self.release is not None:
@@ -203,7 +204,7 @@ def _call(
     early: Early | None,
     command_type: str | None = None,
     attempt: int = 1,
-) -> Response:
+) -> Answer:
     body = encode(payload)
     headers = Headers(
         signed_headers(body, api_key=KEY, secret=SECRET, webhook_id=webhook_id, attempt=attempt)

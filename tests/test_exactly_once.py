@@ -29,8 +29,8 @@ from services import RedisServer, redis_server  # noqa: F401
 from stream_stub import StreamStub
 
 from botkit import Bot, CommandContext, Config
+from botkit.core.pipeline import NEUTRAL_REJECTION
 from botkit.core.signing import KeyRing
-from botkit.runtime.dispatch import NEUTRAL_REJECTION
 from botkit.runtime.runtime import Runtime, late_message_id
 from botkit.runtime.stores import Entry, MemoryStore, StoreUnavailable
 from botkit.testing import before_send_payload, command_payload, encode, event_payload

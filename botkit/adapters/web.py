@@ -1,6 +1,6 @@
 """The web adapter: the webhook routes, body limits, and the healthz endpoint.
 
-Everything else happens in :mod:`botkit.dispatch`; this module only moves bytes.
+Everything else happens in :mod:`botkit.runtime.dispatch`; this module only moves bytes.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from ..core.config import Config, ConfigError
+from ..core.pipeline import BEFORE_SEND, COMMAND, PUSH, Answer, dumps
 from ..runtime.deadlines import AnsweredAtDeadline
-from ..runtime.dispatch import BEFORE_SEND, COMMAND, PUSH, Dispatcher, dumps
-from ..runtime.dispatch import Response as Answer
+from ..runtime.dispatch import Dispatcher
 from ..runtime.runtime import Runtime
 from .logs import configure_logging
 from .metrics import metrics_enabled

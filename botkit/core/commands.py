@@ -16,11 +16,15 @@ from .setup import setupmethod
 if TYPE_CHECKING:
     from .bot import Registry
 
+if TYPE_CHECKING:
+    from .bot import Bot
+
 __all__ = [
     "RESERVED_NAMES",
     "Command",
     "SetupError",
     "check_command_name",
+    "find_error_handler",
 ]
 
 P = ParamSpec("P")
@@ -225,7 +229,7 @@ class Command(Generic[P, R]):
             call, values = self.signature.parse(ctx.args)
         except ArgumentError as exc:
             exc.usage = self.usage  # the author's ``args`` text, if given
-            if _has_handler(ctx, self, exc):
+            if find_error_handler(self, ctx.bot, type(exc), ArgumentError) is not None:
                 raise
             return Message.error(exc.describe())
         ctx.params = values
@@ -241,9 +245,21 @@ class Command(Generic[P, R]):
         }
 
 
-def _has_handler(ctx: CommandContext, cmd: Command[Any, Any], error: ArgumentError) -> bool:
-    """Whether the author registered an error handler for ``ArgumentError`` (or a subclass)."""
-    tables = [cmd.error_handlers, ctx.bot.error_handlers]
-    return any(
-        k in table for table in tables for k in type(error).__mro__ if issubclass(k, ArgumentError)
-    )
+def find_error_handler(
+    cmd: Command[Any, Any] | None,
+    bot: Bot,
+    exc_type: type[BaseException],
+    within: type[BaseException] = BaseException,
+) -> Callable[..., Any] | None:
+    """The error handler for ``exc_type``: the command's own first, then the bot's, each
+    for the exception's class or its nearest base class.
+
+    Only classes that are ``within`` count: a handler for ``ValueError`` (an
+    ``ArgumentError``'s base) is for the handler's own errors, not for usage errors.
+    """
+    for table in (cmd.error_handlers if cmd is not None else {}, bot.error_handlers):
+        if table:
+            for klass in exc_type.__mro__:
+                if klass in table and issubclass(klass, within):
+                    return table[klass]
+    return None

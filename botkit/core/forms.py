@@ -6,6 +6,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError
 
+from .commands import find_error_handler
 from .context import CommandContext
 from .messages import Message
 
@@ -45,14 +46,7 @@ def load_form(schema: Any, ctx: CommandContext) -> tuple[Any, Message | None]:
         return instance.load(data, unknown="exclude"), None
     except ValidationError as exc:
         error = FormError(exc.normalized_messages())  # type: ignore[no-untyped-call]
-        if _has_handler(ctx, error):
+        cmd = ctx.bot.commands.get(ctx.command)
+        if find_error_handler(cmd, ctx.bot, FormError, FormError) is not None:
             raise error from None
         return None, Message.ephemeral(f"Please check the form: {error.describe()}")
-
-
-def _has_handler(ctx: CommandContext, error: FormError) -> bool:
-    cmd = ctx.bot.commands.get(ctx.command)
-    tables = [ctx.bot.error_handlers] + ([cmd.error_handlers] if cmd else [])
-    return any(
-        k in table for table in tables for k in type(error).__mro__ if issubclass(k, FormError)
-    )
