@@ -14,14 +14,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # Heroku's router closes idle connections after 90 s: stay open a little longer than it.
 keepalive = 95
-# Each worker listens on a socket of its own (SO_REUSEPORT) and the kernel spreads new
-# connections over them. On one shared socket, whichever worker wakes first accepts: a
-# burst of keep-alive connections (Stream's, a load test's) can all land on one worker,
-# which serves them under one GIL while the others idle. Measured with wrk's 16
-# connections and two workers: all 16 on one worker in about half the runs, at half the
-# throughput. The cost: connections still queued at a worker when it stops are reset,
-# and their clients retry (Stream retries webhooks). Linux only, where the kernel
-# balances; GUNICORN_REUSE_PORT=0 turns it off. See on_starting for a taken port.
+# A listening socket per worker: the kernel spreads a burst of keep-alive connections, which
+# one shared socket may hand all to one worker (docs/benchmarks.md). GUNICORN_REUSE_PORT=0: off.
 reuse_port = sys.platform.startswith("linux") and os.environ.get("GUNICORN_REUSE_PORT") != "0"
 timeout = 20
 # Heroku sends SIGKILL 30 s after SIGTERM: finish in-flight requests before that.
@@ -45,14 +39,10 @@ _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
 def _limit_malloc_arenas(arenas=2):
-    # glibc gives each thread that allocates a memory arena of its own, up to 8 per core,
-    # and memory freed in one arena is not reused by another: with 8 request threads and
-    # the push queue's threads, that is 4-8 MB more per worker. Under the GIL threads
-    # seldom allocate at the same time, so two arenas cost nothing measurable. Set here,
-    # in the master, so the workers it forks inherit it; MALLOC_ARENA_MAX, when set,
-    # was read by glibc at start and wins.
+    # glibc's arena per allocating thread keeps a worker's freed memory from being reused
+    # by its other threads; two arenas keep peak RSS under 60 MB (docs/benchmarks.md).
     if os.environ.get("MALLOC_ARENA_MAX"):
-        return
+        return  # read by glibc at start: it wins
     try:
         import ctypes
 
@@ -60,7 +50,7 @@ def _limit_malloc_arenas(arenas=2):
     except OSError:  # not glibc (macOS, musl): nothing to do
         return
     M_ARENA_MAX = -8
-    libc.mallopt(M_ARENA_MAX, arenas)
+    libc.mallopt(M_ARENA_MAX, arenas)  # in the master, so the workers it forks inherit it
 
 
 _limit_malloc_arenas()
@@ -75,11 +65,8 @@ def post_worker_init(worker):
 
 
 def _check_port_free(server):
-    # With reuse_port the master binds nothing and every worker binds with SO_REUSEPORT,
-    # so a second server started on a port in use would bind too, and quietly take part
-    # of the first one's traffic. Bind once the ordinary way first: a taken port stops
-    # the start, as it does without reuse_port. Port 0 (any free port) would give every
-    # worker a port of its own: one shared socket then.
+    # With reuse_port a second server on a taken port would bind too and quietly share its
+    # traffic: bind once the plain way first, so a taken port stops the start.
     if not server.cfg.reuse_port:
         return
     if getattr(server, "master_pid", 0) or os.environ.get("LISTEN_FDS"):
@@ -88,7 +75,7 @@ def _check_port_free(server):
         if not isinstance(address, tuple):  # a unix socket or an inherited fd
             continue
         host, port = address[0], address[1]
-        if port == 0:
+        if port == 0:  # every worker would get a port of its own: one shared socket then
             server.cfg.set("reuse_port", False)
             return
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -103,10 +90,8 @@ def _check_port_free(server):
 
 
 def _reexec_without_listeners(server):
-    # USR2 starts a new master with GUNICORN_FD, the old master's sockets. With reuse_port
-    # the old master has none, and gunicorn 27 then sets it to "" and fails at int("") in
-    # the new master, before any worker starts: the upgrade never happens. Those fds are
-    # only read to make the master's sockets, which with reuse_port it does not make.
+    # Only with reuse_port: USR2's new master gets GUNICORN_FD="" (the old one holds no
+    # sockets) and gunicorn 27 dies at int("") before any worker starts; the value is unread.
     if server.master_pid and server.cfg.reuse_port and os.environ.get("GUNICORN_FD") == "":
         os.environ["GUNICORN_FD"] = "-1"
 

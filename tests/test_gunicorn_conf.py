@@ -1,13 +1,19 @@
-"""The repository's gunicorn.conf.py: how workers share a port."""
+"""The repository's gunicorn.conf.py: how workers share a port, and their malloc arenas."""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 from server import ROOT, GunicornServer
@@ -88,6 +94,30 @@ def test_reuse_port_can_be_turned_off() -> None:
     assert f"Listening at: http://127.0.0.1:{server.port}" in log
 
 
+def test_port_0_gets_one_shared_socket() -> None:
+    # With reuse_port, every worker binding port 0 would get a port of its own.
+    server = GunicornServer("bots.pids:app", workers=2, healthy=False)
+    cmd = server.command()
+    cmd[cmd.index("--bind") + 1] = "127.0.0.1:0"
+    try:
+        with open(server.log_path, "ab") as log:
+            server.process = subprocess.Popen(
+                cmd, cwd=ROOT, env=server.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while not (found := re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", server.log())):
+            assert time.monotonic() < deadline and server.running, server.log_tail()
+            time.sleep(0.05)
+        server.port = int(found.group(1))
+        workers = {str(pid) for pid in server.wait_for_workers()}
+        served = pids_of_connections(server, 32)
+        assert listening_sockets(server.port) == 1
+    finally:
+        server.cleanup()
+    assert set(served) <= workers, served
+
+
 def children(pid: int) -> set[int]:
     out = subprocess.run(
         ["ps", "--ppid", str(pid), "-o", "pid="], capture_output=True, text=True, check=False
@@ -121,3 +151,39 @@ def test_a_re_executed_master_takes_over_the_port() -> None:
         log = server.log_tail(200)
     assert served <= {str(pid) for pid in new_workers}, (served, new_workers)
     assert "cannot listen" not in log
+
+
+def arenas(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """A WSGI app: 8 threads allocate at once, then the answer is the worker's arena count."""
+    barrier = threading.Barrier(8)
+
+    def allocate() -> None:
+        barrier.wait()
+        bytearray(64 * 1024)  # past pymalloc's small objects: from the thread's arena
+        barrier.wait()  # alive until every thread allocated, so none hands its arena on
+
+    threads = [threading.Thread(target=allocate) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    libc = ctypes.CDLL("libc.so.6")
+    libc.fdopen.restype = ctypes.c_void_p
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    with tempfile.TemporaryFile() as fh:
+        stream = libc.fdopen(os.dup(fh.fileno()), b"w")
+        libc.malloc_info(0, stream)  # XML, a <heap nr="..."> per arena
+        libc.fclose(stream)
+        fh.seek(0)
+        body = str(fh.read().count(b"<heap nr=")).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, 2), ({"MALLOC_ARENA_MAX": "4"}, 4)])
+def test_a_worker_allocates_from_two_arenas(env: dict[str, str], expected: int) -> None:
+    # glibc would give each of the 8 threads an arena of its own; the master asked for two,
+    # and its workers inherit that. MALLOC_ARENA_MAX, when set, wins.
+    with GunicornServer("test_gunicorn_conf:arenas", env=env, healthy=False) as server:
+        assert int(server.get("/").body) == expected
