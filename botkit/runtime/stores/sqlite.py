@@ -425,6 +425,7 @@ class SQLiteStore(WriteBehindStore):
         return bytes(value)
 
     def set_filter_id(self, value: bytes) -> None:
+        """Record that the filter with id ``value`` is this database's."""
         self._change(
             "INSERT OR REPLACE INTO botkit_meta (name, value) VALUES ('answered-keys', ?)",
             (value,),
