@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "botkit"
 
 LAYERS = {"core": 0, "runtime": 1, "adapters": 2, "cli": 3}
@@ -162,6 +164,12 @@ def test_core_does_no_io() -> None:
         if target.split(".")[0] in NOT_IN_CORE
     ]
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_modules_are_of_ordinary_size(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{path.name} has {lines} lines; split it by what it does"
 
 
 def test_the_checker_sees_what_it_must(tmp_path: Path) -> None:
