@@ -356,3 +356,186 @@ def test_one_file_style(fresh_default_bot: Bot, monkeypatch: pytest.MonkeyPatch)
     assert response.status_code == 200
     message = response.get_json()["message"]
     assert (message["type"], message["text"]) == ("ephemeral", "gif for cats")
+
+
+# -- mistakes caught at registration (issue 22) ---------------------------------------------------
+
+
+def on_event(event: Any) -> None:
+    pass
+
+
+def test_unknown_event_type_suggests_the_close_match() -> None:
+    bot = Bot(help_command=False)
+    with pytest.raises(SetupError, match=r"did you mean 'message\.new'") as info:
+        bot.on("mesage.new")(on_event)
+    assert "custom=True" in str(info.value)  # the way to say it is meant
+    with pytest.raises(SetupError, match="Stream sends no event of that type"):
+        bot.on("message.new", "reaction.nwe")(on_event)
+    with pytest.raises(SetupError, match="mesage"):
+        bot.on("mesage.*")(on_event)  # a pattern that matches no known type
+    assert bot.event_handlers == []
+
+
+def test_known_types_patterns_and_custom_types_are_accepted() -> None:
+    bot = Bot(help_command=False)
+    bot.on("message.new", "reaction.*", "channel.?pdated")(on_event)
+    bot.on("*")(on_event)
+    bot.on()(on_event)
+    bot.on("moderation.flagged", "user_group.*")(on_event)  # families Stream keeps growing
+    bot.on("custom.thing", custom=True)(on_event)
+    assert len(bot.handlers_for("reaction.new")) == 3
+    assert len(bot.handlers_for("custom.thing")) == 3  # the custom one and the two catch-alls
+    group = CommandGroup()
+    with pytest.raises(SetupError, match="did you mean"):
+        group.on("messsage.new")(on_event)
+
+
+def test_a_lambda_command_needs_a_name() -> None:
+    bot = Bot(help_command=False)
+    with pytest.raises(SetupError, match="'/<lambda>'") as info:
+        bot.command(lambda ctx: "hi")
+    assert "bot.command('hello')(lambda ctx: 'hi')" in str(info.value)
+    with pytest.raises(SetupError, match="no name"):
+        bot.command()(lambda ctx: "hi")
+    assert bot.commands == {}
+    bot.command("hi")(lambda ctx: "hi")
+    assert list(bot.commands) == ["hi"]
+
+
+def test_signatures_that_cannot_take_what_botkit_passes() -> None:
+    bot = Bot(help_command=False)
+
+    def hook_without_ctx() -> None:
+        pass
+
+    def handler_without_event() -> None:
+        pass
+
+    def handler_wanting_two(event: Any, other: Any) -> None:
+        pass
+
+    def command_without_ctx() -> str:
+        return "x"
+
+    with pytest.raises(SetupError, match=r"hook_without_ctx\(\).*def no_shouting\(ctx\)"):
+        bot.before_send(hook_without_ctx)
+    with pytest.raises(SetupError, match=r"handler_without_event\(\).*def on_message\(event\)"):
+        bot.on("message.new")(handler_without_event)
+    with pytest.raises(SetupError, match="handler_wanting_two"):
+        bot.on("message.new")(handler_wanting_two)
+    with pytest.raises(TypeError, match=r"must take the context: def ping\(ctx\)"):
+        bot.command("ping")(command_without_ctx)
+    assert bot.hooks == [] and bot.event_handlers == [] and bot.commands == {}
+
+    def flexible(*args: Any) -> None:
+        pass
+
+    def with_default(event: Any, extra: int = 1) -> None:
+        pass
+
+    bot.before_send(flexible)
+    bot.on("message.new")(with_default)
+    assert len(bot.hooks) == 1 and len(bot.event_handlers) == 1
+
+
+def test_a_raising_before_send_hook_is_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = Bot(help_command=False)
+
+    @bot.before_send
+    def broken(ctx: Any) -> None:
+        raise KeyError("oops")
+
+    with bot.test_client() as client, caplog.at_level("INFO", logger="botkit"):
+        reply = client.before_send("hello")
+    assert reply.status == 200 and reply.text == "hello"  # fail-open: the message passes
+    lines = [r.getMessage() for r in caplog.records if r.name == "botkit.webhook"]
+    assert len(lines) == 1 and "outcome=error" in lines[0], lines
+
+
+def test_push_handlers_log_each_handled_event_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    bot = Bot(help_command=False)
+
+    @bot.on("message.new")
+    def count(event: Any) -> None:
+        pass
+
+    with bot.test_client() as client, caplog.at_level("INFO", logger="botkit"):
+        client.event("message.new", webhook_id="wh-22", message={"id": "m1", "text": "secret"})
+    (record,) = [r for r in caplog.records if r.name == "botkit.tasks"]
+    assert record.levelname == "INFO"
+    line = record.getMessage()
+    assert line.startswith("event message.new handler=test_bot.")
+    assert "count" in line and "id=wh-22" in line and line.endswith("ms")
+    assert "secret" not in line  # never the body
+
+
+# -- building the app without credentials (issue 22) ----------------------------------------------
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STREAM_API_KEY", "STREAM_API_SECRET", "STREAM_API_KEYS", "BOTKIT_DEV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BOTKIT_STORE", "memory://")
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_the_app_builds_without_credentials_but_refuses_to_serve() -> None:
+    from botkit.adapters.web import check_startup
+    from botkit.core.config import NO_CREDENTIALS, Config, ConfigError
+
+    with pytest.raises(ConfigError, match="No Stream credentials"):
+        Config.from_env()  # still reported where it is asked for
+    bot = Bot(help_command=False)
+    bot.add_command(hello, "hello")
+    app = bot.create_app()  # at import of a bot module: no credentials needed
+    with pytest.raises(ConfigError) as info:
+        check_startup(app)
+    assert str(info.value) == NO_CREDENTIALS
+    http = app.test_client()
+    body = encode(command_payload("/hello"))
+    for key, secret in (("any-key", "any-secret"), (DEV_API_KEY, DEV_API_SECRET)):
+        answer = http.post(
+            "/webhooks/stream/custom-commands?type=hello",
+            data=body,
+            headers=signed_headers(body, api_key=key, secret=secret),
+        )
+        assert answer.status_code == 503
+        assert answer.get_json() == {
+            "error": "the bot has no Stream credentials: set STREAM_API_KEY and STREAM_API_SECRET"
+        }
+    health = http.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["credentials"] == {"ok": False, "error": NO_CREDENTIALS}
+    # the test client brings its own key: it works all the same
+    with bot.test_client() as client:
+        assert client.command("/hello").text == "hello alice"
+
+
+def test_check_startup_passes_an_app_with_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flask import Flask
+
+    from botkit.adapters.web import check_startup
+    from botkit.core.config import ConfigError
+
+    monkeypatch.setenv("STREAM_API_KEY", "k")
+    monkeypatch.setenv("STREAM_API_SECRET", "s")
+    monkeypatch.setenv("BOTKIT_STORE", "memory://")
+    check_startup(Bot().create_app())
+    with pytest.raises(ConfigError, match="not an app made by botkit"):
+        check_startup(Flask("other"))
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_the_worker_refuses_to_start_without_credentials(tmp_path: Any) -> None:
+    from botkit.core.config import ConfigError
+    from botkit.runtime.worker import run_consumer
+
+    bot = Bot(help_command=False)
+    bot.on("message.new")(on_event)
+    bot.create_app()
+    with pytest.raises(ConfigError, match="No Stream credentials"):
+        run_consumer(bot, f"huey+sqlite:///{tmp_path}/queue.db")

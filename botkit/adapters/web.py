@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("botkit")
 
-__all__ = ["create_app"]
+__all__ = ["check_startup", "create_app"]
 
 _JSON = "application/json"
 StartResponse = Callable[..., Any]
@@ -78,6 +78,8 @@ class WebhookRoutes:
         }
         self.command_prefix = f"{prefix}/custom-commands/"
         self.inline = dispatcher.config.inline_calls > 0
+        # an app built without credentials (see check_startup) verifies nothing: it refuses
+        self.unconfigured = bool(dispatcher.config.credentials_error)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -92,6 +94,9 @@ class WebhookRoutes:
             command_type = name.encode("latin-1").decode("utf-8", "replace")
         if environ.get("REQUEST_METHOD") != "POST":
             return _answer(start_response, 405, _METHOD_NOT_ALLOWED, [("Allow", "POST")])
+        if self.unconfigured:
+            log.error("%s refused: %s", path, self.dispatcher.config.credentials_error)
+            return _answer(start_response, 503, _UNCONFIGURED, [("Connection", "close")])
         if kind == COMMAND and command_type is None:
             query = environ.get("QUERY_STRING")
             if query:
@@ -149,6 +154,9 @@ _METHOD_NOT_ALLOWED = dumps({"error": "method not allowed"})
 _BAD_LENGTH = dumps({"error": "invalid Content-Length"})
 _UNREADABLE = dumps({"error": "could not read the body"})
 _INTERNAL = dumps({"error": "internal error"})
+_UNCONFIGURED = dumps(
+    {"error": "the bot has no Stream credentials: set STREAM_API_KEY and STREAM_API_SECRET"}
+)
 
 
 class _EarlyAnswer:
@@ -219,8 +227,12 @@ def _answer(
 def create_app(
     bot: Bot, config: Config | None = None, *, runtime: Runtime | None = None, **flask_config: Any
 ) -> Flask:
-    """Build the Flask app that serves ``bot``; see :meth:`botkit.Bot.create_app`."""
-    config = config or (runtime.config if runtime else Config.from_env())
+    """Build the Flask app that serves ``bot``; see :meth:`botkit.Bot.create_app`.
+
+    Missing Stream credentials do not stop the build (importing a bot never needs them):
+    the app then answers webhooks 503, and :func:`check_startup` raises at server start.
+    """
+    config = config or (runtime.config if runtime else Config.from_env(defer_credentials=True))
     configure_logging(config.log_format)
     if config.dev_credentials:
         log.warning(
@@ -254,6 +266,9 @@ def create_app(
             state["store"] = {"url": runtime.store.url, "ok": False, "error": str(exc)}
             state["status"] = "unavailable"
         state["queue"] = runtime.queue.state()
+        if config.credentials_error:
+            state["credentials"] = {"ok": False, "error": config.credentials_error}
+            state["status"] = "unavailable"
         if not state["queue"].get("ok", True):  # push events could not be queued
             state["status"] = "unavailable"
         status = 200 if state["status"] == "ok" else 503
@@ -277,8 +292,24 @@ def create_app(
         from .metrics import init_metrics
 
         init_metrics(app)
-    if config.playground:
+    if config.playground and not config.credentials_error:  # it signs with the app's secret
         from .playground import register_playground
 
         register_playground(app, bot, config)
     return app
+
+
+def check_startup(app: Flask) -> None:
+    """Raise :class:`~botkit.ConfigError` when ``app`` cannot serve webhooks.
+
+    ``bot.create_app()`` builds an app even without Stream credentials, so that importing
+    a bot (its tests, ``botkit routes``) never needs them; a server must not start with
+    such an app. gunicorn's settings call this when a worker has loaded the app
+    (``post_worker_init``), so the server stops with the message instead of answering
+    every webhook 503.
+    """
+    dispatcher = app.extensions.get("botkit")
+    if not isinstance(dispatcher, Dispatcher):
+        raise ConfigError(f"{app.name!r} is not an app made by botkit's create_app()")
+    if dispatcher.config.credentials_error:
+        raise ConfigError(dispatcher.config.credentials_error)

@@ -20,6 +20,13 @@ class ConfigError(ValueError):
     """A setting is missing or wrong; the message names the variable."""
 
 
+NO_CREDENTIALS = (
+    "No Stream credentials: set STREAM_API_KEY and STREAM_API_SECRET "
+    "(or STREAM_API_KEYS=key:secret,...). For local development only, "
+    "BOTKIT_DEV=1 uses a built-in development key."
+)
+
+
 def url_prefix(raw: str) -> str:
     """The path the webhooks are served under, from a ``BOTKIT_URL_PREFIX`` value.
 
@@ -73,25 +80,36 @@ class Config:
     log_format: str = "text"
     playground: bool = False
     dev_credentials: bool = False
+    #: Why this app cannot serve webhooks yet: the missing-credentials message, when
+    #: :meth:`from_env` was asked to defer it (``defer_credentials=True``); "" otherwise.
+    credentials_error: str = ""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
-        """Read the settings; raise :class:`ConfigError` naming any bad variable."""
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, defer_credentials: bool = False
+    ) -> Config:
+        """Read the settings; raise :class:`ConfigError` naming any bad variable.
+
+        With ``defer_credentials=True`` missing Stream credentials do not raise: the
+        config comes back with no keys and the message in :attr:`credentials_error`, so
+        that importing a bot (its tests, the CLI) never needs them, while the server
+        refuses to start (:func:`botkit.adapters.web.check_startup`).
+        """
         env = os.environ if environ is None else environ
         dev = False
+        missing = ""
         try:
             keyring = KeyRing.from_env(env)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         if not keyring:
-            if env.get("BOTKIT_DEV", "") not in ("1", "true", "yes"):
-                raise ConfigError(
-                    "No Stream credentials: set STREAM_API_KEY and STREAM_API_SECRET "
-                    "(or STREAM_API_KEYS=key:secret,...). For local development only, "
-                    "BOTKIT_DEV=1 uses a built-in development key."
-                )
-            keyring = KeyRing({DEV_API_KEY: (DEV_API_SECRET,)})
-            dev = True
+            if env.get("BOTKIT_DEV", "") in ("1", "true", "yes"):
+                keyring = KeyRing({DEV_API_KEY: (DEV_API_SECRET,)})
+                dev = True
+            elif defer_credentials:
+                missing = NO_CREDENTIALS
+            else:
+                raise ConfigError(NO_CREDENTIALS)
         return cls(
             keyring=keyring,
             url_prefix=url_prefix(env.get("BOTKIT_URL_PREFIX", "/webhooks/stream")),
@@ -112,4 +130,5 @@ class Config:
             log_format=env.get("BOTKIT_LOG_FORMAT", "text"),
             playground=env.get("BOTKIT_PLAYGROUND", "") in ("1", "true", "yes"),
             dev_credentials=dev,
+            credentials_error=missing,
         )

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from ..core.bot import Bot
+from ..core.config import ConfigError
 from .huey_queue import ACCEPTED_FORMS, SHUTDOWN_TIMEOUT, HueyQueue, QueueConfigError
 from .runtime import runtime_for
 from .stores import mask_url
@@ -42,7 +43,9 @@ def run_consumer(
         )
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    runtime_for(bot)  # the store and Stream client its tasks use (late results, bot.store)
+    runtime = runtime_for(bot)  # the store and Stream client its tasks use (late results)
+    if runtime.config.credentials_error:  # the bot's app was built without them at import
+        raise ConfigError(runtime.config.credentials_error)
     queue = HueyQueue(url, bot)
     options: dict[str, Any] = {
         "workers": workers,
