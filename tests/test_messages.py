@@ -208,3 +208,12 @@ def test_coerce_bad_type(value: Any) -> None:
 def test_coerce_bad_wrapped_message() -> None:
     with pytest.raises(TypeError, match="dict or None"):
         coerce_reply({"message": "text"})
+
+
+def test_unknown_button_style_says_the_fix() -> None:
+    with pytest.raises(ValueError, match="did you mean 'primary'") as info:
+        Action.button("coin", "flip", "Flip", style="primery")  # type: ignore[arg-type]
+    assert "'default' and 'primary'" in str(info.value)
+    with pytest.raises(ValueError, match="Unknown button style 'danger'"):
+        Action("coin", "flip", "Flip", style="danger")  # type: ignore[arg-type]
+    assert Action.button("coin", "flip", "Flip", style="primary").style == "primary"

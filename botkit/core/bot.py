@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
@@ -24,6 +26,80 @@ __all__ = ["Bot", "CommandGroup"]
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+#: Stream's push event types (its webhook events list; see the README), for
+#: ``@bot.on(...)`` to catch typos. Types in :data:`EVENT_FAMILIES` are known as well.
+# fmt: off
+KNOWN_EVENT_TYPES = frozenset([
+    "message.new", "message.read", "message.updated", "message.deleted", "message.flagged",
+    "message.unflagged", "message.pending", "message.undeleted", "reaction.new",
+    "reaction.deleted", "reaction.updated", "member.added", "member.updated", "member.removed",
+    "channel.created", "channel.updated", "channel.muted", "channel.unmuted",
+    "channel.truncated", "channel.deleted", "channel.hidden", "channel.visible",
+    "channel.frozen", "channel.unfrozen", "user.deactivated", "user.deleted",
+    "user.reactivated", "user.updated", "user.muted", "user.unmuted", "user.banned",
+    "user.unbanned", "user.flagged", "user.messages.deleted", "user.unread_message_reminder",
+    "export.users.success", "export.users.error", "export.channels.success",
+    "export.channels.error", "reminder.created", "reminder.updated", "reminder.deleted",
+    "notification.reminder_due", "notification.thread_message_new", "notification.mark_unread",
+    "thread.updated", "custom",
+])
+# fmt: on
+#: Prefixes of event families Stream keeps adding to (``moderation.flagged``, ...).
+EVENT_FAMILIES = ("moderation.", "user_group.")
+
+
+def _known_event(pattern: str) -> bool:
+    """Whether ``pattern`` (a type or a glob) names at least one type Stream sends."""
+    if pattern in KNOWN_EVENT_TYPES or pattern.startswith(EVENT_FAMILIES):
+        return True
+    if any(c in pattern for c in "*?["):
+        return any(fnmatch.fnmatchcase(t, pattern) for t in KNOWN_EVENT_TYPES) or any(
+            fnmatch.fnmatchcase(f + "x", pattern) for f in EVENT_FAMILIES
+        )
+    return False
+
+
+def _unknown_event(pattern: str, func: Callable[..., Any]) -> SetupError:
+    close = difflib.get_close_matches(pattern, sorted(KNOWN_EVENT_TYPES), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return SetupError(
+        f"@on({pattern!r}) on {_qualname(func)}: Stream sends no event of that type; {hint}"
+        f"For an event type of your own, say so: @bot.on({pattern!r}, custom=True)"
+    )
+
+
+def _qualname(func: Callable[..., Any]) -> str:
+    return getattr(func, "__qualname__", None) or repr(func)
+
+
+def _check_takes_one(func: Callable[..., Any], what: str, example: str) -> None:
+    """Raise :class:`SetupError` unless ``func`` can be called with one argument."""
+    if not callable(func):
+        raise SetupError(f"{what} must be a function, got {type(func).__name__}: {example}")
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins and C callables have none: trust them
+        return
+    try:
+        sig.bind(object())
+    except TypeError as exc:
+        raise SetupError(
+            f"{what} {_qualname(func)}{sig} cannot take what botkit passes ({exc}): "
+            f"it is called with one argument, e.g. {example}"
+        ) from None
+
+
+def _command_name(func: Callable[..., Any]) -> str:
+    """The command name a function gives when none is passed: its own, if it is usable."""
+    name = getattr(func, "__name__", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise SetupError(
+            f"{func!r} has no name to register it under (a lambda registers '/<lambda>'): "
+            "name the command, e.g. bot.command('hello')(lambda ctx: 'hi'), or use def"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -114,12 +190,12 @@ class Registry:
         like the function and routes clicks with ``.action(...)``.
         """
         if callable(name):
-            return self.add_command(name, name.__name__)
+            return self.add_command(name, _command_name(name))
 
         def decorator(func: Callable[P, R]) -> Command[P, R]:
             return self.add_command(
                 func,
-                name if name is not None else func.__name__,
+                name if name is not None else _command_name(func),
                 description=description,
                 args=args,
                 set=set,
@@ -230,29 +306,40 @@ class Registry:
 
     @setupmethod
     def add_before_send(self, func: Callable[..., Any], *, fail_closed: bool = False) -> None:
+        _check_takes_one(func, "The before-send hook", "def no_shouting(ctx): ...")
         name = getattr(func, "__qualname__", repr(func))
         self.hooks.append(Hook(func, fail_closed=fail_closed, name=name))
 
     # -- push events -------------------------------------------------------------------
 
-    def on(self, *event_types: str) -> Callable[[F], F]:
+    def on(self, *event_types: str, custom: bool = False) -> Callable[[F], F]:
         """Handle push events: ``@bot.on("message.new")``, ``@bot.on("reaction.*")``.
 
         With no types (or ``"*"``) the function receives every event, unknown types included.
-        Handlers run off the request, on the task queue.
+        Handlers run off the request, on the task queue. A type (or pattern) that names
+        none of Stream's event types raises :class:`~botkit.SetupError` with the close
+        matches (``"mesage.new"``: did you mean ``"message.new"``?); ``custom=True``
+        accepts types of your own.
         """
 
         def decorator(func: F) -> F:
-            self.add_event_handler(func, *event_types)
+            self.add_event_handler(func, *event_types, custom=custom)
             return func
 
         return decorator
 
     @setupmethod
-    def add_event_handler(self, func: Callable[..., Any], *event_types: str) -> None:
+    def add_event_handler(
+        self, func: Callable[..., Any], *event_types: str, custom: bool = False
+    ) -> None:
         for t in event_types:
             if not isinstance(t, str) or not t.strip():
                 raise SetupError("Event types are non-empty strings such as 'message.new'")
+        _check_takes_one(func, "The push event handler", "def on_message(event): ...")
+        if not custom:
+            for t in event_types:
+                if t != "*" and not _known_event(t):
+                    raise _unknown_event(t, func)
         patterns = () if "*" in event_types else tuple(event_types)
         self.event_handlers.append(EventHandler(func, patterns))
 

@@ -8,6 +8,7 @@ hold the bot's state.
 
 from __future__ import annotations
 
+import difflib
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from .mml import Element, fallback_text
 __all__ = ["Action", "Attachment", "Field", "Message"]
 
 Style = Literal["default", "primary"]
+#: The button styles Stream clients know (React adds the class ``...-button--<style>``).
+STYLES: tuple[str, ...] = ("default", "primary")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,15 @@ class Action:
     text: str
     style: Style = "default"
     type: str = "button"
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            close = difflib.get_close_matches(str(self.style), STYLES, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(
+                f"Unknown button style {self.style!r} on button {self.text!r}: {hint}"
+                f"Stream clients know {' and '.join(repr(s) for s in STYLES)}"
+            )
 
     @classmethod
     def button(cls, name: str, value: str, text: str, style: Style = "default") -> Action:

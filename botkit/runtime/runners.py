@@ -228,6 +228,7 @@ class BeforeSendRun(Runner):
     def _run_hooks(self, original: dict[str, Any]) -> Answer:
         bot = self.dispatcher.bot
         current = dict(original)
+        raised = False  # a hook that raised passes the message (fail-open) but is no "ok"
         for index, hook in enumerate(bot.hooks):
             self.position = index
             ctx = self._ctx(current)
@@ -243,6 +244,7 @@ class BeforeSendRun(Runner):
                 signals.hook_failed.send(bot, ctx=ctx, exception=exc)
                 if hook.fail_closed:
                     return self._reject(ctx, NEUTRAL_REJECTION, "error")
+                raised = True
                 continue
             if reply.deleted:
                 log.warning("before-send hook %s returned a deletion; ignored", hook.name)
@@ -254,8 +256,9 @@ class BeforeSendRun(Runner):
         changes = {k: v for k, v in current.items() if original.get(k, _MISSING) != v}
         if changes:
             signals.message_rewritten.send(bot, ctx=self._ctx(current), changes=changes)
-            return before_send_answer(current, "rewritten")
-        return before_send_answer(current)
+        if raised:
+            return before_send_answer(current, "error")
+        return before_send_answer(current, "rewritten" if changes else "ok")
 
 
 _MISSING = object()

@@ -104,9 +104,23 @@ def run_event(bot: Bot, payload: dict[str, Any]) -> None:
             failed.append(exc)
         else:
             done.append(name)
-            signals.event_handled.send(
-                bot, event=event, handler=handler.func, duration=time.perf_counter() - start
+            duration = time.perf_counter() - start
+            # one line per handled event, as the web side logs each webhook: never the body
+            log.info(
+                "event %s handler=%s id=%s %.1fms",
+                event.type,
+                name,
+                event.webhook_id or "-",
+                duration * 1000,
+                extra={
+                    "kind": "event",
+                    "event_type": event.type,
+                    "handler": name,
+                    "webhook_id": event.webhook_id,
+                    "latency_ms": round(duration * 1000, 3),
+                },
             )
+            signals.event_handled.send(bot, event=event, handler=handler.func, duration=duration)
     if failed:
         raise failed[0]
 
