@@ -8,7 +8,15 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["botkit", "botkit.*"]),
-    package_data={"botkit": ["py.typed", "adapters/playground/static/*", "adapters/playground/templates/*"]},
+    package_data={
+        "botkit": [
+            "py.typed",
+            "adapters/playground/static/*",
+            "adapters/playground/templates/*",
+            "cli/templates/new/*.tmpl",
+            "cli/templates/new/tests/*.tmpl",
+        ]
+    },
     install_requires=[
         "flask>=3.0",
         "gunicorn>=22",

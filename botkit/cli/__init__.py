@@ -8,9 +8,11 @@
     botkit run                                     # development server with reload
     botkit send "/gif cats" --click 2 --click 1    # talk to it as Stream would
     botkit sign body.json                          # headers for curl
+    botkit new mybot                               # a bot project of your own
 
 The app is found with ``--app module:bot`` (or ``module:app`` for an app made by
-botkit), else ``BOTKIT_APP``, else ``wsgi.py`` in the current directory. Importing it
+botkit), else ``BOTKIT_APP``, else ``wsgi.py`` (or ``bot.py``, as ``botkit new`` makes
+it) in the current directory. Importing it
 never talks to Stream: only ``botkit sync`` does.
 """
 
@@ -20,7 +22,7 @@ import click
 
 from ..adapters.logs import configure_logging
 from ..core.config import ConfigError
-from . import send, serve, sync
+from . import new, send, serve, sync
 from .common import CONTEXT, fail
 
 __all__ = ["cli", "main"]
@@ -40,6 +42,7 @@ def cli(ctx: click.Context, app_ref: str | None) -> None:
 
     \b
     Examples:
+      botkit new mybot && cd mybot
       botkit routes
       botkit --app examples.bot:bot sync --url https://bot.example.com --dry-run
       botkit send "/gif cats" --click 2
@@ -64,3 +67,4 @@ cli.add_command(send.sign)
 cli.add_command(serve.run)
 cli.add_command(serve.worker)
 cli.add_command(serve.playground)
+cli.add_command(new.new)
