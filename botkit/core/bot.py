@@ -62,7 +62,7 @@ def _known_event(pattern: str) -> bool:
 
 
 def _unknown_event(pattern: str, func: Callable[..., Any]) -> SetupError:
-    close = difflib.get_close_matches(pattern, sorted(KNOWN_EVENT_TYPES), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(pattern, sorted(KNOWN_EVENT_TYPES), n=3, cutoff=0.8)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     return SetupError(
         f"@on({pattern!r}) on {_qualname(func)}: Stream sends no event of that type; {hint}"
