@@ -762,3 +762,124 @@ def test_bad_log_format_is_a_clear_error(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["routes"], env={"BOTKIT_LOG_FORMAT": "xml"})
     assert result.exit_code == 1
     assert "BOTKIT_LOG_FORMAT='xml'" in result.output
+
+
+# -- sync: issue 22 ------------------------------------------------------------------------------
+
+
+def test_sync_prune_removes_this_bots_push_hook_at_an_old_address(
+    runner: CliRunner, stream_stub: StreamStub
+) -> None:
+    env = stream_env(stream_stub)
+    old = {
+        "webhook_url": "https://old-host.example.com/bots/webhooks/stream/push",
+        "hook_type": "webhook",
+        "event_types": ["message.new"],
+        "enabled": True,
+    }
+    other = {"webhook_url": "https://other.example.com/push", "hook_type": "webhook"}
+    sqs = {"hook_type": "sqs", "sqs_url": "https://sqs.example.com/q"}
+    with stream_stub.lock:
+        stream_stub.app["event_hooks"] = [old, other, sqs]
+    args = ["sync", "--url", URL, "--channel-type", "messaging"]
+    kept = invoke(runner, args, full_bot, env=env)
+    assert kept.exit_code == 0, kept.output
+    assert f"event hook {old['webhook_url']} looks like this bot's" in kept.output
+    assert "--prune removes it" in kept.output
+    urls = [h.get("webhook_url") for h in stream_stub.app["event_hooks"]]
+    assert urls == [old["webhook_url"], other["webhook_url"], None, f"{URL}{PREFIX}/push"]
+
+    pruned = invoke(runner, [*args, "--prune"], full_bot, env=env)
+    assert pruned.exit_code == 0, pruned.output
+    assert f"- event hook webhook {old['webhook_url']}" in pruned.output
+    urls = [h.get("webhook_url") for h in stream_stub.app["event_hooks"]]
+    assert urls == [other["webhook_url"], None, f"{URL}{PREFIX}/push"]  # the others stay
+    # and --help says which hooks count as the bot's
+    help_text = invoke(runner, ["sync", "--help"]).output
+    assert "push route" in help_text and "/webhooks/stream/push" in help_text
+
+
+def test_sync_url_that_ends_with_the_prefix_is_not_doubled(
+    runner: CliRunner, stream_stub: StreamStub
+) -> None:
+    env = stream_env(stream_stub)
+    args = ["sync", "--url", f"{URL}{PREFIX}/", "--channel-type", "messaging"]
+    result = invoke(runner, args, full_bot, env=env)
+    assert result.exit_code == 0, result.output
+    assert f"--url ends with the webhook prefix {PREFIX}: taken as {URL}" in result.output
+    app = stream_stub.app
+    assert app["custom_action_handler_url"] == f"{URL}{PREFIX}/custom-commands?type={{type}}"
+    assert app["before_message_send_hook_url"] == f"{URL}{PREFIX}/before-message-send"
+    assert [h["webhook_url"] for h in app["event_hooks"]] == [f"{URL}{PREFIX}/push"]
+    # a base path that is not the prefix is kept as it is
+    with stream_stub.lock:
+        stream_stub.reset()
+    result = invoke(runner, ["sync", "--url", f"{URL}/bots"], full_bot, env=env)
+    assert result.exit_code == 0, result.output
+    assert stream_stub.app["before_message_send_hook_url"] == (
+        f"{URL}/bots{PREFIX}/before-message-send"
+    )
+
+
+def test_sync_warns_about_commands_enabled_on_no_channel_type(
+    runner: CliRunner, stream_stub: StreamStub
+) -> None:
+    env = stream_env(stream_stub)
+    bare = invoke(runner, ["sync", "--url", URL, "--dry-run"], full_bot, env=env)
+    assert bare.exit_code == 0, bare.output
+    assert (
+        "Warning: /weather, /ticket are enabled on no channel type, so no one can use them: "
+        "add --channel-type messaging" in bare.stderr
+    )
+    typed = invoke(runner, ["sync", "--url", URL, "--channel-type", "messaging"], full_bot, env=env)
+    assert typed.exit_code == 0, typed.output
+    assert "enabled on no channel type" not in typed.output
+    # once a channel type lists them, a sync without --channel-type does not warn
+    again = invoke(runner, ["sync", "--url", URL], full_bot, env=env)
+    assert "enabled on no channel type" not in again.output
+    with stream_stub.lock:
+        stream_stub.channel_types["messaging"]["commands"] = ["giphy", "weather"]
+    partly = invoke(runner, ["sync", "--url", URL, "--dry-run"], full_bot, env=env)
+    assert "Warning: /ticket is enabled on no channel type" in partly.stderr
+    examples = invoke(runner, ["sync", "--help"]).output.split("Examples:")[1]
+    assert all("--channel-type" in line for line in examples.splitlines() if "sync" in line)
+
+
+def test_setting_errors_at_import_are_not_framed_as_loading(tmp_path: Any) -> None:
+    """A BOTKIT_QUEUE typo is a setting to fix, not an app to point --app at."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STREAM_", "BOTKIT_"))}
+    env.update(BOTKIT_QUEUE="hue+redis://localhost:6379/1", BOTKIT_STORE="memory://")
+    out = subprocess.run(
+        [BOTKIT, "routes"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 1
+    error = out.stderr.splitlines()[-1]  # after the development key's warning
+    assert error.startswith("Error: BOTKIT_QUEUE='hue+redis://localhost:6379/1' is not a queue")
+    assert "--app" not in error and "loading" not in error
+    assert "Traceback" not in out.stderr
+
+
+def test_registration_mistakes_and_bot_py_without_app(
+    runner: CliRunner, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "bot.py").write_text(
+        "from botkit import Bot\nbot = Bot()\n@bot.on('mesage.new')\ndef count(event):\n    pass\n"
+    )
+    try:
+        result = runner.invoke(cli, ["routes"], env={"BOTKIT_APP": None})
+    finally:
+        sys.modules.pop("bot", None)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: bot: @on('mesage.new') on count:")
+    assert "did you mean 'message.new'?" in result.output
+    (tmp_path / "bot.py").write_text(  # as botkit new makes it: found without --app
+        "from botkit import Bot\nbot = Bot()\n@bot.command('hi')\ndef hi(ctx):\n    'Hi.'\n"
+    )
+    try:
+        result = runner.invoke(cli, ["routes"], env={"BOTKIT_APP": None, "BOTKIT_DEV": None})
+    finally:
+        sys.modules.pop("bot", None)
+    assert result.exit_code == 0, result.output
+    assert "/hi" in result.output

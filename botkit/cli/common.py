@@ -44,19 +44,22 @@ def webhook_prefix() -> str:
 
 
 def locate(ref: str | None) -> Located:
-    """Import the bot named by ``ref`` (``module:attr``), ``BOTKIT_APP`` or ``wsgi.py``."""
+    """Import the bot named by ``ref`` (``module:attr``), ``BOTKIT_APP``, ``wsgi.py`` or
+    ``bot.py``."""
     from flask import Flask
 
     from ..core.bot import Bot, default_bot
+    from ..core.commands import SetupError
 
     ref = ref or os.environ.get("BOTKIT_APP") or None
     if ref is None:
-        if not os.path.isfile("wsgi.py"):
+        # wsgi.py as in this repository, bot.py as `botkit new` makes it
+        ref = next((m for m in ("wsgi", "bot") if os.path.isfile(f"{m}.py")), None)
+        if ref is None:
             fail(
                 "no app to load: pass --app module:bot (e.g. --app examples.bot:bot), "
-                "set BOTKIT_APP, or run botkit in the directory that holds wsgi.py"
+                "set BOTKIT_APP, or run botkit in the directory that holds wsgi.py or bot.py"
             )
-        ref = "wsgi"
     module_name, _, attr = ref.partition(":")
     if not module_name:
         fail(f"--app {ref!r}: expected module:bot or module:app, e.g. examples.bot:bot")
@@ -66,10 +69,10 @@ def locate(ref: str | None) -> Located:
     try:
         module = importlib.import_module(module_name)
     except ConfigError as exc:
-        fail(
-            f"loading {module_name} failed: {exc} "
-            "(point --app at the module that defines the bot to load it without settings)"
-        )
+        # a setting is wrong (the app builds without credentials): the loading was fine
+        fail(str(exc))
+    except SetupError as exc:  # a registration mistake in the bot's module
+        fail(f"{module_name}: {exc}")
     except ImportError as exc:
         if exc.name and module_name.startswith(exc.name):
             fail(f"cannot import {module_name!r}: {exc}")

@@ -165,6 +165,17 @@ def _same_hook(hook: Mapping[str, Any], url: str) -> bool:
     return hook.get("webhook_url") == url and hook.get("hook_type", "webhook") == "webhook"
 
 
+def _stale_hook(hook: Mapping[str, Any], url: str, route: str) -> bool:
+    """A push hook of this bot at another address: its URL's path ends with the bot's push
+    route (``{prefix}/push``) but it is not ``url`` (another host, or a base path before
+    the prefix)."""
+    other = hook.get("webhook_url")
+    if hook.get("hook_type", "webhook") != "webhook" or not isinstance(other, str):
+        return False
+    path = urlsplit(other).path.rstrip("/")
+    return other != url and path.endswith(route)
+
+
 def make_plan(
     bot: Bot,
     base_url: str,
@@ -223,7 +234,15 @@ def make_plan(
         dict(h) for h in (app_settings.get("event_hooks") or []) if isinstance(h, Mapping)
     ]
     ours = [i for i, h in enumerate(hooks) if _same_hook(h, push_url)]
+    stale = [i for i, h in enumerate(hooks) if _stale_hook(h, push_url, f"{prefix}/push")]
     merged = [dict(h) for h in hooks]
+    stale_ids = {id(merged[i]) for i in stale}  # the dicts themselves: indexes shift below
+    for i in stale:
+        if not prune:
+            plan.notes.append(
+                f"event hook {hooks[i].get('webhook_url')} looks like this bot's at an old "
+                "address (its path ends with the push route): --prune removes it"
+            )
     if bot.event_handlers:
         types, note = _event_types(bot)
         if note:
@@ -243,6 +262,8 @@ def make_plan(
             )
     elif prune and ours:
         merged = [h for i, h in enumerate(merged) if i not in ours]
+    if prune and stale_ids:
+        merged = [h for h in merged if id(h) not in stale_ids]
     if merged != hooks:
         plan.settings["event_hooks"] = (hooks, merged)
     return plan
@@ -334,7 +355,37 @@ def _check_base_url(url: str) -> str:
         click.echo(
             "Warning: Stream asks for HTTPS webhook URLs; --url starts with http://", err=True
         )
-    return url.rstrip("/")
+    base = url.rstrip("/")
+    prefix = webhook_prefix()
+    if prefix and urlsplit(base).path.endswith(prefix):
+        base = base[: -len(prefix)]
+        click.echo(
+            f"Note: --url ends with the webhook prefix {prefix}: taken as {base} "
+            f"(the webhooks are at {base}{prefix}/...)",
+            err=True,
+        )
+    return base
+
+
+def _enabled_nowhere(
+    client: StreamClient, bot: Bot, plan: Plan, channel_types: Mapping[str, list[str]]
+) -> list[str]:
+    """The bot's commands that no channel type enables once ``plan`` is applied."""
+    from ..runtime.stream_api import channel_type_command_names
+
+    listed = client.request("GET", "/channeltypes").get("channel_types") or {}
+    enabled: set[str] = set()
+    for name, settings in listed.items():
+        if name in plan.channel_types:
+            names = plan.channel_types[name][1]
+        elif name in channel_types:
+            names = channel_types[name]
+        else:
+            names = channel_type_command_names(settings) if isinstance(settings, Mapping) else []
+        if "all" in names:
+            return []
+        enabled.update(names)
+    return [name for name in bot.commands if name not in enabled]
 
 
 @click.command(context_settings=CONTEXT)
@@ -343,7 +394,11 @@ def _check_base_url(url: str) -> str:
 )
 @click.option("--dry-run", is_flag=True, help="Print what would change; change nothing.")
 @click.option(
-    "--prune", is_flag=True, help="Delete Stream commands (and hook URLs) the bot no longer has."
+    "--prune",
+    is_flag=True,
+    help="Delete Stream commands the bot no longer has, its hook URLs it no longer needs, and "
+    "its push hooks at old addresses (event hooks whose URL path ends with the bot's push "
+    "route, /webhooks/stream/push or BOTKIT_URL_PREFIX/push, on another host or base path).",
 )
 @click.option(
     "--channel-type",
@@ -360,13 +415,17 @@ def sync(
 
     Reads STREAM_API_KEY, STREAM_API_SECRET (and STREAM_BASE_URL). Prints the
     difference with what Stream has, then applies it; running it twice changes
-    nothing the second time. Other services' event hooks are kept.
+    nothing the second time. Other services' event hooks are kept. --url is the
+    bot's base address; one that already ends with the webhook prefix
+    (https://bot.example.com/webhooks/stream) is taken as that prefix, not doubled.
+    A command works only on the channel types that enable it: sync warns about
+    commands that no channel type enables.
 
     \b
     Examples:
-      botkit sync --url https://bot.example.com --dry-run
+      botkit sync --url https://bot.example.com --channel-type messaging --dry-run
       botkit sync --url https://bot.example.com --channel-type messaging
-      botkit sync --url https://bot.example.com --prune
+      botkit sync --url https://new-host.example.com --channel-type messaging --prune
     """
     from ..runtime.stream_api import StreamAPIError, channel_type_command_names
 
@@ -401,6 +460,15 @@ def sync(
                     f"{MAX_COMMANDS}: run with --prune or remove some"
                 )
             print_plan(plan, push_url)
+            nowhere = _enabled_nowhere(client, bot, plan, types)
+            if nowhere:
+                click.echo(
+                    f"Warning: {', '.join('/' + n for n in nowhere)} "
+                    f"{'is' if len(nowhere) == 1 else 'are'} enabled on no channel type, so "
+                    "no one can use them: add --channel-type messaging (or the types where "
+                    "they should work)",
+                    err=True,
+                )
             if dry_run:
                 click.echo("Dry run: nothing was changed.")
                 return
