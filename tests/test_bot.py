@@ -539,3 +539,27 @@ def test_the_worker_refuses_to_start_without_credentials(tmp_path: Any) -> None:
     bot.create_app()
     with pytest.raises(ConfigError, match="No Stream credentials"):
         run_consumer(bot, f"huey+sqlite:///{tmp_path}/queue.db")
+
+
+def test_checks_error_handlers_and_forms_are_checked_too() -> None:
+    bot = Bot(help_command=False)
+
+    def no_args() -> None:
+        pass
+
+    def one(ctx: Any) -> None:
+        pass
+
+    def two(ctx: Any, exc: Exception) -> None:
+        pass
+
+    with pytest.raises(SetupError, match=r"The check .*no_args\(\).*def staff_only\(ctx\)"):
+        bot.check(no_args)
+    with pytest.raises(SetupError, match=r"called with 2 arguments.*def on_error\(ctx, exc\)"):
+        bot.errorhandler(ValueError)(one)
+    with pytest.raises(SetupError, match=r"The form handler .*no_args\(\)"):
+        bot.form("ticket")(no_args)
+    bot.check(one)
+    bot.errorhandler(ValueError)(two)
+    bot.form("ticket")(one)
+    assert bot.checks == [one] and bot.error_handlers == {ValueError: two}

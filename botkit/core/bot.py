@@ -74,8 +74,8 @@ def _qualname(func: Callable[..., Any]) -> str:
     return getattr(func, "__qualname__", None) or repr(func)
 
 
-def _check_takes_one(func: Callable[..., Any], what: str, example: str) -> None:
-    """Raise :class:`SetupError` unless ``func`` can be called with one argument."""
+def _check_takes(func: Callable[..., Any], what: str, example: str, count: int = 1) -> None:
+    """Raise :class:`SetupError` unless ``func`` can be called with ``count`` arguments."""
     if not callable(func):
         raise SetupError(f"{what} must be a function, got {type(func).__name__}: {example}")
     try:
@@ -83,11 +83,12 @@ def _check_takes_one(func: Callable[..., Any], what: str, example: str) -> None:
     except (TypeError, ValueError):  # some builtins and C callables have none: trust them
         return
     try:
-        sig.bind(object())
+        sig.bind(*[object()] * count)
     except TypeError as exc:
+        arguments = "one argument" if count == 1 else f"{count} arguments"
         raise SetupError(
             f"{what} {_qualname(func)}{sig} cannot take what botkit passes ({exc}): "
-            f"it is called with one argument, e.g. {example}"
+            f"it is called with {arguments}, e.g. {example}"
         ) from None
 
 
@@ -255,6 +256,7 @@ class Registry:
     def add_form(self, func: Callable[..., Any], mml_name: str, *, schema: Any = None) -> None:
         if not mml_name:
             raise SetupError("A form handler needs the form's name")
+        _check_takes(func, "The form handler", "def on_submit(ctx): ...")
         if mml_name in self.forms:
             raise SetupError(f"Form {mml_name!r} is registered twice")
         self.forms[mml_name] = Route(func, mml_name=mml_name, schema=schema)
@@ -267,6 +269,7 @@ class Registry:
         """
 
         def decorator(func: F) -> F:
+            _check_takes(func, "The error handler", "def on_error(ctx, exc): ...", 2)
             self.error_handlers[exc_type] = func
             return func
 
@@ -278,6 +281,7 @@ class Registry:
 
         Return ``None`` to let the call through, or a reply (``str``/``Message``) to refuse it.
         """
+        _check_takes(func, "The check", "def staff_only(ctx): ...")
         self.checks.append(func)
         return func
 
@@ -306,7 +310,7 @@ class Registry:
 
     @setupmethod
     def add_before_send(self, func: Callable[..., Any], *, fail_closed: bool = False) -> None:
-        _check_takes_one(func, "The before-send hook", "def no_shouting(ctx): ...")
+        _check_takes(func, "The before-send hook", "def no_shouting(ctx): ...")
         name = getattr(func, "__qualname__", repr(func))
         self.hooks.append(Hook(func, fail_closed=fail_closed, name=name))
 
@@ -335,7 +339,7 @@ class Registry:
         for t in event_types:
             if not isinstance(t, str) or not t.strip():
                 raise SetupError("Event types are non-empty strings such as 'message.new'")
-        _check_takes_one(func, "The push event handler", "def on_message(event): ...")
+        _check_takes(func, "The push event handler", "def on_message(event): ...")
         if not custom:
             for t in event_types:
                 if t != "*" and not _known_event(t):
