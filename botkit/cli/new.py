@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 
 import click
@@ -68,11 +68,10 @@ def botkit_requirement() -> tuple[str, str]:
     the checked-out commit, which Heroku can fetch as well; from any other checkout, its
     ``file://`` URL, which works on this machine only.
     """
-    import botkit
-
-    checkout = Path(botkit.__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]  # botkit/cli/new.py -> the checkout
     if not (checkout / "setup.py").is_file():
-        return f"botkit[{EXTRAS}]=={botkit.__version__}", "an installed botkit, not a checkout"
+        version = metadata.version("botkit")
+        return f"botkit[{EXTRAS}]=={version}", "an installed botkit, not a checkout"
     url = _git_url(_git(checkout, "remote", "get-url", "origin"))
     commit = _git(checkout, "rev-parse", "HEAD")
     if url and commit:
@@ -138,6 +137,14 @@ def new(directory: Path, requirement: str | None) -> None:
       botkit new mybot && cd mybot
       botkit new mybot --botkit 'botkit[huey,redis] @ git+https://github.com/you/botkit@v0.1.0'
     """
+    if requirement is None:
+        default, _ = botkit_requirement()
+        if " @ " not in default:  # not from a checkout: pip finds no such release
+            click.echo(
+                f"Warning: requirements.txt says {default!r}, but botkit is not on PyPI: "
+                "pass --botkit with a git URL or the path of your botkit clone",
+                err=True,
+            )
     try:
         write_project(directory, requirement)
     except FileExistsError as exc:
