@@ -515,7 +515,9 @@ def test_the_app_builds_without_credentials_but_refuses_to_serve() -> None:
         assert client.command("/hello").text == "hello alice"
 
 
-def test_check_startup_passes_an_app_with_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_startup_passes_apps_with_credentials_and_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from flask import Flask
 
     from botkit.adapters.web import check_startup
@@ -525,8 +527,14 @@ def test_check_startup_passes_an_app_with_credentials(monkeypatch: pytest.Monkey
     monkeypatch.setenv("STREAM_API_SECRET", "s")
     monkeypatch.setenv("BOTKIT_STORE", "memory://")
     check_startup(Bot().create_app())
-    with pytest.raises(ConfigError, match="not an app made by botkit"):
-        check_startup(Flask("other"))
+    # apps botkit did not make, served with the same gunicorn settings, pass
+    check_startup(Flask("other"))
+    check_startup(lambda environ, start_response: [b""])
+    monkeypatch.delenv("STREAM_API_KEY")
+    monkeypatch.delenv("STREAM_API_SECRET")
+    monkeypatch.delenv("BOTKIT_DEV", raising=False)
+    with pytest.raises(ConfigError, match="No Stream credentials"):
+        check_startup(Bot().create_app())
 
 
 @pytest.mark.usefixtures("no_credentials")
