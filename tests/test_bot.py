@@ -483,7 +483,9 @@ def no_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("no_credentials")
-def test_the_app_builds_without_credentials_but_refuses_to_serve() -> None:
+def test_the_app_builds_without_credentials_but_refuses_to_serve(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from botkit.adapters.web import check_startup
     from botkit.core.config import NO_CREDENTIALS, Config, ConfigError
 
@@ -491,7 +493,9 @@ def test_the_app_builds_without_credentials_but_refuses_to_serve() -> None:
         Config.from_env()  # still reported where it is asked for
     bot = Bot(help_command=False)
     bot.add_command(hello, "hello")
-    app = bot.create_app()  # at import of a bot module: no credentials needed
+    with caplog.at_level("WARNING", logger="botkit"):
+        app = bot.create_app()  # at import of a bot module: no credentials needed
+    assert f"{NO_CREDENTIALS} Until then the webhooks answer 503." in caplog.messages
     with pytest.raises(ConfigError) as info:
         check_startup(app)
     assert str(info.value) == NO_CREDENTIALS

@@ -234,6 +234,8 @@ def create_app(
     """
     config = config or (runtime.config if runtime else Config.from_env(defer_credentials=True))
     configure_logging(config.log_format)
+    if config.credentials_error:  # a server that does not call check_startup: say why 503
+        log.warning("%s Until then the webhooks answer 503.", config.credentials_error)
     if config.dev_credentials:
         log.warning(
             "No Stream credentials set: using the development key %r and secret %r. "
