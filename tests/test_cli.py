@@ -570,6 +570,16 @@ def render_pic(ctx: Any) -> Message:
     )
 
 
+@render_bot.command("ask")
+def render_ask(ctx: Any) -> Message:
+    note = "<text>Please fix: a</text>" if ctx.form_data else ""
+    return Message.ephemeral(
+        "Two numbers",
+        mml=f'<mml name="ask">{note}<input name="a" value="1"/><input name="b" value="2"/>'
+        '<button_list><button name="go" value="1">Go</button></button_list></mml>',
+    )
+
+
 @render_bot.command("plain")
 def render_plain(ctx: Any) -> str:
     return "hello"
@@ -586,6 +596,7 @@ def test_send_prints_the_render_warnings_of_both_lines(runner: CliRunner) -> Non
         result = send(runner, server, "/pic")
         plain = send(runner, server, "/plain")
         raw = send(runner, server, "/pic", "--raw")
+        redraw = send(runner, server, "/ask", "--click", "1")
     assert result.exit_code == 0, result.output
     out = result.output
     assert "what Stream's clients will show differently" in out
@@ -599,6 +610,10 @@ def test_send_prints_the_render_warnings_of_both_lines(runner: CliRunner) -> Non
     assert "show differently" not in plain.output
     assert "show differently" not in raw.output  # --raw is the JSON only
     json.loads(raw.output[raw.output.index("{") :])
+    assert redraw.exit_code == 0, redraw.output
+    first, answer = redraw.output.split("\n--click ")
+    assert "show differently" not in first
+    assert "    [mml] rule 8: mml input 'a': the MML input 'a' now stands where 'b'" in answer
 
 
 def test_send_errors(runner: CliRunner, examples_server: GunicornServer) -> None:

@@ -138,14 +138,17 @@ def describe_message(message: Mapping[str, Any] | None, *, deleted: bool = False
     return lines
 
 
-def describe_warnings(message: Mapping[str, Any] | None) -> list[str]:
-    """What Stream's client lines show differently from ``message``, as terminal lines:
-    each warning once, with the lines it holds for (``current``, ``mml``)."""
-    from ..core.render import LINES, check_reply
+def describe_warnings(
+    message: Mapping[str, Any] | None, before: Mapping[str, Any] | None = None
+) -> list[str]:
+    """What Stream's client lines show differently from ``message`` (redrawn over the
+    clicked message ``before``), as terminal lines: each warning once, with the lines it
+    holds for (``current``, ``mml``)."""
+    from ..core.render import LINES, check_reply, check_update
 
     found: dict[tuple[int, str, str, str], list[str]] = {}
     for line in LINES:
-        for w in check_reply(message, line):
+        for w in check_reply(message, line) + check_update(before, message, line):
             found.setdefault((w.rule, w.code, w.where, w.text), []).append(line)
     if not found:
         return []

@@ -140,7 +140,11 @@ def _show(kind: str, sent: Mapping[str, Any], delivery: Delivery, raw: bool) -> 
     reply = data.get("message")
     for line in describe_message(reply, deleted="message" in data and reply is None):
         click.echo(line)
-    for line in describe_warnings(reply if isinstance(reply, Mapping) else None):
+    clicked = sent.get("message") if "form_data" in sent else None
+    for line in describe_warnings(
+        reply if isinstance(reply, Mapping) else None,
+        clicked if isinstance(clicked, Mapping) else None,
+    ):
         click.echo(line)
 
 
