@@ -72,33 +72,39 @@ _REFUSED_SCHEME = re.compile(r"[^\w]*(javascript|data|vbscript)", re.IGNORECASE)
 
 
 def _refused_scheme(url: Any) -> str | None:
-    if not isinstance(url, str) or ":" not in url:
-        return None
-    scheme = _IGNORED_CHARS.sub("", url).split(":", 1)[0]
-    match = _REFUSED_SCHEME.match(scheme)
+    if not isinstance(url, str) or url.startswith(("https:", "http:")):
+        return None  # nearly every URL: answered without a regex
+    scheme, colon, _ = url.partition(":")
+    if not colon:
+        return None  # a relative URL
+    match = _REFUSED_SCHEME.match(_IGNORED_CHARS.sub("", scheme))
     return match.group(1).lower() if match else None
 
 
-def _refused_urls(attachment: Mapping[str, Any], at: str) -> Iterator[RenderWarning]:
+def _refused_urls(attachment: Mapping[str, Any], at: str) -> list[RenderWarning]:
+    found: list[tuple[str, str, str]] = []  # where, scheme, what the user sees
     for key, consequence in _URL_FIELDS.items():
-        yield from _refused(attachment.get(key), f"{at}.{key}", consequence)
+        scheme = _refused_scheme(attachment.get(key))
+        if scheme is not None:
+            found.append((f"{at}.{key}", scheme, consequence))
     giphy = attachment.get("giphy")
     if isinstance(giphy, Mapping):
         for name, rendition in giphy.items():
-            if isinstance(rendition, Mapping):
-                yield from _refused(rendition.get("url"), f"{at}.giphy.{name}.url", _PICTURE)
-
-
-def _refused(url: Any, where: str, consequence: str) -> Iterator[RenderWarning]:
-    scheme = _refused_scheme(url)
-    if scheme is not None:
-        yield RenderWarning(
+            scheme = (
+                _refused_scheme(rendition.get("url")) if isinstance(rendition, Mapping) else None
+            )
+            if scheme is not None:
+                found.append((f"{at}.giphy.{name}.url", scheme, _PICTURE))
+    return [
+        RenderWarning(
             1,
             "refused-url",
             f"{where} is a {scheme}: URL: Stream's client replaces it with about:blank "
             f"and {consequence}",
             where,
         )
+        for where, scheme, consequence in found
+    ]
 
 
 # -- rules 2 and 3: buttons ---------------------------------------------------------------
@@ -238,6 +244,8 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
     if not raw_attachments and not mml:
         return []  # the common case, on the hot path: plain text renders as written
     attachments = list(raw_attachments) if isinstance(raw_attachments, list) else []
+    mml_text = mml if isinstance(mml, str) and mml and not mml.isspace() else ""
+    has_mml = bool(mml_text)
     warnings: list[RenderWarning] = []
     visible_buttons: list[tuple[str, str, str, str]] = []  # where, label, name, value
     for i, attachment in enumerate(attachments):
@@ -272,11 +280,13 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
                     f"{at}.text",
                 )
             )
+        if not has_mml:
+            continue  # the buttons are compared with the MML's only
         for j, action in enumerate(actions):
             label = str(action.get("text") or action.get("value") or action.get("name") or "")
             name, value = str(action.get("name", "")), str(action.get("value", ""))
             visible_buttons.append((f"{at}.actions[{j}]", label, name, value))
-    form = read_form(mml) if isinstance(mml, str) and mml.strip() else None
+    form = read_form(mml_text) if has_mml else None
     if form is not None:
         if line == "mml":
             warnings += _shown_beside_mml(message, attachments, form, visible_buttons)
