@@ -172,7 +172,7 @@ def render_project(pytester: pytest.Pytester, ini: str = "", **files: str) -> No
 
 
 def test_render_warnings_are_listed_by_default(pytester: pytest.Pytester) -> None:
-    render_project(pytester, test_render=RENDER_TESTS)
+    render_project(pytester, test_pics=RENDER_TESTS)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, warnings=1)
     result.stdout.fnmatch_lines(
@@ -183,10 +183,10 @@ def test_render_warnings_are_listed_by_default(pytester: pytest.Pytester) -> Non
 @pytest.mark.parametrize("how", ["ini", "option"])
 def test_render_warnings_can_fail_a_test(pytester: pytest.Pytester, how: str) -> None:
     if how == "ini":
-        render_project(pytester, "botkit_render_warnings = error", test_render=RENDER_TESTS)
+        render_project(pytester, "botkit_render_warnings = error", test_pics=RENDER_TESTS)
         result = pytester.runpytest("-p", "no:cacheprovider")
     else:
-        render_project(pytester, "botkit_render_warnings = ignore", test_render=RENDER_TESTS)
+        render_project(pytester, "botkit_render_warnings = ignore", test_pics=RENDER_TESTS)
         result = pytester.runpytest("-p", "no:cacheprovider", "--botkit-render-warnings=error")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
@@ -194,14 +194,14 @@ def test_render_warnings_can_fail_a_test(pytester: pytest.Pytester, how: str) ->
             "*RenderCheckError: Stream's client will not show this reply as built:",
             "*[[]current[]] attachments[[]0[]].image_url is a data: URL*",
             '*@pytest.mark.botkit_render_allow(1, reason="...")*',
-            "FAILED test_render.py::test_data_picture*",
+            "FAILED test_pics.py::test_data_picture*",
         ],
         consecutive=False,
     )
 
 
 def test_render_warnings_ignored(pytester: pytest.Pytester) -> None:
-    render_project(pytester, "botkit_render_warnings = ignore", test_render=RENDER_TESTS)
+    render_project(pytester, "botkit_render_warnings = ignore", test_pics=RENDER_TESTS)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
     assert "RenderCheck" not in result.stdout.str()
