@@ -1,0 +1,338 @@
+"""What Stream's own React client will show of a reply: a check from the reply's JSON alone.
+
+Stream's client does not show every reply the way its JSON reads (the measured rules
+are in the README's "What Stream's clients show"). :func:`check_reply` finds the
+problems a bot author can fix, for one client line:
+
+- ``"current"``: stream-chat-react 14.x, which renders no MML at all;
+- ``"mml"``: 13.1 and older, which render MML with mml-react.
+
+::
+
+    from botkit.core.render import check_reply
+
+    for warning in check_reply(reply_message, line="current"):
+        print(warning.where, warning.text)
+
+Each :class:`RenderWarning` names the rule of the reference it comes from (1-3, 8, 9),
+a short ``code``, a sentence for the author (what the user will see, what to do) and
+``where`` in the message it is. A reply with neither attachments nor MML costs a couple
+of dict lookups: the pipeline runs this on every command reply.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+__all__ = ["LINES", "RenderWarning", "check_reply"]
+
+#: The client lines a reply can be checked for: ``current`` (14.x, no MML) and ``mml``
+#: (13.1 and older, MML rendered by mml-react).
+LINES = ("current", "mml")
+
+
+@dataclass(frozen=True)
+class RenderWarning:
+    """One way a client line shows a reply differently from what its JSON says.
+
+    ``rule`` is the rule's number in the reference (1-3, 8, 9), ``code`` a short name
+    for it, ``text`` a sentence for the bot author, ``where`` the field, e.g.
+    ``"attachments[0].image_url"``.
+    """
+
+    rule: int
+    code: str
+    text: str
+    where: str
+
+    def __str__(self) -> str:
+        text = self.text if self.text.startswith(self.where) else f"{self.where}: {self.text}"
+        return f"{text} (rule {self.rule}, {self.code})"
+
+
+# -- rule 1: URLs the client sanitises to about:blank ------------------------------------
+
+#: Attachment fields the client passes through @braintree/sanitize-url, and what the
+#: user sees when one is refused.
+_URL_FIELDS = {
+    "image_url": "shows a grey placeholder; serve the picture over https",
+    "thumb_url": "shows a grey placeholder; serve the picture over https",
+    "title_link": "the title links nowhere; link to an https page",
+    "asset_url": "the file cannot be opened; serve it over https",
+}
+_PICTURE = "shows a grey placeholder; serve the picture over https"
+# sanitize-url drops these before it looks at the scheme, then refuses any scheme that
+# starts (after non-word characters) with one of the three names.
+_IGNORED_CHARS = re.compile("[\x00-\x20\x7f-\x9f\u2000-\u200d\ufeff]")
+_REFUSED_SCHEME = re.compile(r"[^\w]*(javascript|data|vbscript)", re.IGNORECASE)
+
+
+def _refused_scheme(url: Any) -> str | None:
+    if not isinstance(url, str) or ":" not in url:
+        return None
+    scheme = _IGNORED_CHARS.sub("", url).split(":", 1)[0]
+    match = _REFUSED_SCHEME.match(scheme)
+    return match.group(1).lower() if match else None
+
+
+def _refused_urls(attachment: Mapping[str, Any], at: str) -> Iterator[RenderWarning]:
+    for key, consequence in _URL_FIELDS.items():
+        yield from _refused(attachment.get(key), f"{at}.{key}", consequence)
+    giphy = attachment.get("giphy")
+    if isinstance(giphy, Mapping):
+        for name, rendition in giphy.items():
+            if isinstance(rendition, Mapping):
+                yield from _refused(rendition.get("url"), f"{at}.giphy.{name}.url", _PICTURE)
+
+
+def _refused(url: Any, where: str, consequence: str) -> Iterator[RenderWarning]:
+    scheme = _refused_scheme(url)
+    if scheme is not None:
+        yield RenderWarning(
+            1,
+            "refused-url",
+            f"{where} is a {scheme}: URL: Stream's client replaces it with about:blank "
+            f"and {consequence}",
+            where,
+        )
+
+
+# -- rules 2 and 3: buttons ---------------------------------------------------------------
+
+
+def _buttons_hidden(attachment: Mapping[str, Any]) -> bool:
+    """Rule 2: buttons show on giphy and image attachments and on any with a title_link;
+    any other attachment with buttons is replaced by an "Unsupported attachment" box."""
+    return attachment.get("type") not in ("giphy", "image") and not attachment.get("title_link")
+
+
+# -- MML ----------------------------------------------------------------------------------
+
+_FIELDS = ("input", "number", "scheduler")
+_WORDS = re.compile(r"[^\w@#]+")
+
+
+def _norm(text: str) -> str:
+    """Text as a reader compares it: case, punctuation and spacing left out."""
+    return " ".join(_WORDS.sub(" ", text.casefold()).split())
+
+
+@dataclass
+class _Form:
+    """What a client line can show of an MML tree."""
+
+    lines: list[str] = field(default_factory=list)  # text and md, line by line
+    buttons: list[tuple[str, str, str]] = field(default_factory=list)  # label, name, value
+    links: list[str] = field(default_factory=list)  # link buttons' labels
+    fields: list[tuple[str, str, bool]] = field(default_factory=list)  # tag, name, has value
+
+
+class _MMLReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.form = _Form()
+        self._open: str | None = None  # text, md or button being read
+        self._attrs: dict[str, str] = {}
+        self._data: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag in ("text", "md", "button"):
+            self._open, self._attrs, self._data = tag, a, []
+        elif tag in _FIELDS and a.get("type") != "hidden":
+            filled = a.get("selected" if tag == "scheduler" else "value", "").strip() != ""
+            self.form.fields.append((tag, a.get("name", ""), filled))
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._data.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag != self._open:
+            return
+        content = "".join(self._data)
+        if tag == "button":
+            label = " ".join(content.split())
+            if self._attrs.get("url"):
+                self.form.links.append(label)
+            else:
+                name, value = self._attrs.get("name", ""), self._attrs.get("value", "")
+                self.form.buttons.append((label, name, value))
+        else:
+            self.form.lines += [line.strip() for line in content.splitlines() if line.strip()]
+        self._open = None
+
+
+def _read_mml(mml: str) -> _Form | None:
+    reader = _MMLReader()
+    try:
+        reader.feed(mml)
+        reader.close()
+    except Exception:  # HTMLParser is lenient; nothing readable means nothing to compare
+        return None
+    return reader.form
+
+
+def _message_lines(message: Mapping[str, Any], attachments: list[Any]) -> list[str]:
+    """Every line of words the current client shows: the text and the attachments'."""
+    out: list[str] = []
+    if isinstance(message.get("text"), str):
+        out += message["text"].splitlines()
+    for attachment in attachments:
+        if not isinstance(attachment, Mapping):
+            continue
+        for key in ("pretext", "title", "text"):
+            if isinstance(attachment.get(key), str):
+                out += attachment[key].splitlines()
+        for f in attachment.get("fields") or ():
+            if isinstance(f, Mapping):
+                out += [str(f.get("title", "")), str(f.get("value", ""))]
+    return [n for n in (_norm(line) for line in out) if n]
+
+
+# -- the check ----------------------------------------------------------------------------
+
+
+def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> list[RenderWarning]:
+    """What the client line ``line`` will show differently from ``message``'s JSON.
+
+    ``message`` is the reply's ``message`` object as Stream gets it (None, a deletion,
+    has nothing to show). ``line`` is one of :data:`LINES`. Returns the warnings in the
+    order of the message's fields; an empty list when the reply renders as written.
+    """
+    if line not in LINES:
+        raise ValueError(f"unknown client line {line!r}: choose one of {', '.join(LINES)}")
+    if message is None:
+        return []
+    raw_attachments = message.get("attachments")
+    mml = message.get("mml")
+    if not raw_attachments and not mml:
+        return []  # the common case, on the hot path: plain text renders as written
+    attachments = list(raw_attachments) if isinstance(raw_attachments, list) else []
+    warnings: list[RenderWarning] = []
+    visible_buttons: list[tuple[str, str, str, str]] = []  # where, label, name, value
+    for i, attachment in enumerate(attachments):
+        if not isinstance(attachment, Mapping):
+            continue
+        at = f"attachments[{i}]"
+        warnings += _refused_urls(attachment, at)
+        actions = [a for a in attachment.get("actions") or () if isinstance(a, Mapping)]
+        if not actions:
+            continue
+        if _buttons_hidden(attachment):
+            kind = attachment.get("type") or "text"
+            warnings.append(
+                RenderWarning(
+                    2,
+                    "unsupported-attachment",
+                    f"{at} is a {kind} attachment with buttons but no title_link: Stream's "
+                    'client shows an "Unsupported attachment" box instead of it, buttons '
+                    "and all; give it a title_link or make it an image attachment",
+                    f"{at}.actions",
+                )
+            )
+            continue
+        if isinstance(attachment.get("text"), str) and attachment["text"].strip():
+            warnings.append(
+                RenderWarning(
+                    3,
+                    "text-twice",
+                    f"{at} has buttons and a text: Stream's client shows the text twice, "
+                    "once more squeezed into the button row; put it in the title or the "
+                    "message text and leave the attachment's text empty",
+                    f"{at}.text",
+                )
+            )
+        for j, action in enumerate(actions):
+            label = str(action.get("text") or action.get("value") or action.get("name") or "")
+            name, value = str(action.get("name", "")), str(action.get("value", ""))
+            visible_buttons.append((f"{at}.actions[{j}]", label, name, value))
+    form = _read_mml(mml) if isinstance(mml, str) and mml.strip() else None
+    if form is not None:
+        if line == "mml":
+            warnings += _shown_beside_mml(message, attachments, form, visible_buttons)
+        else:
+            warnings += _mml_not_shown(message, attachments, form, visible_buttons)
+    return warnings
+
+
+def _shown_beside_mml(
+    message: Mapping[str, Any],
+    attachments: list[Any],
+    form: _Form,
+    buttons: list[tuple[str, str, str, str]],
+) -> Iterator[RenderWarning]:
+    """Rule 8: clients that render MML show the text and the attachments as well."""
+    mml_lines = [n for n in (_norm(line) for line in form.lines) if n]
+    text = message.get("text")
+    if isinstance(text, str) and mml_lines:
+        text_lines = [n for n in (_norm(line) for line in text.splitlines()) if n]
+        repeated = [m for m in mml_lines if any(m in t for t in text_lines)]
+        if repeated:
+            yield RenderWarning(
+                8,
+                "fallback-beside-mml",
+                "the message text repeats the MML's text: clients that render MML show "
+                "the text and the MML together, so the user reads it twice; keep the "
+                "words in the message text and only the inputs and buttons in the MML",
+                "text",
+            )
+    mml_buttons = {(label.casefold(), name, value) for label, name, value in form.buttons}
+    labels = {label for label, _, _ in mml_buttons}
+    pairs = {(name, value) for _, name, value in mml_buttons if name}
+    for where, label, name, value in buttons:
+        if label.casefold() in labels or (name, value) in pairs:
+            yield RenderWarning(
+                8,
+                "buttons-twice",
+                f"the button {label!r} is both on an attachment and in the MML: clients "
+                "that render MML show both sets of buttons; keep each choice in one place",
+                where,
+            )
+
+
+def _mml_not_shown(
+    message: Mapping[str, Any],
+    attachments: list[Any],
+    form: _Form,
+    buttons: list[tuple[str, str, str, str]],
+) -> Iterator[RenderWarning]:
+    """Rule 9: the current client renders no MML; what only the MML holds is lost."""
+    for tag, name, filled in form.fields:
+        if filled:
+            continue  # the value is there already (taken from the command's arguments)
+        if buttons:
+            then = "the buttons go on without it"
+        else:
+            then = "and the reply has no button they could use instead"
+        yield RenderWarning(
+            9,
+            "mml-only-input",
+            f"the MML {tag} {name!r} is empty and only the MML can fill it: users of the "
+            f"current client cannot fill this form ({then}); take the value from the "
+            "command's arguments (with usage help when it is missing) or offer fixed "
+            "choices as buttons",
+            f"mml {tag} {name!r}",
+        )
+    shown = _message_lines(message, attachments)
+    missing = [
+        line for line in form.lines if _norm(line) and not any(_norm(line) in s for s in shown)
+    ]
+    if not form.fields:  # buttons of a form with inputs only submit that form
+        labels = {label.casefold() for _, label, _, _ in buttons}
+        missing += [f"[{b[0]}]" for b in form.buttons if b[0].casefold() not in labels]
+    missing += [f"[{label}]" for label in form.links if not any(_norm(label) in s for s in shown)]
+    if missing:
+        shown_list = ", ".join(repr(m) for m in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        yield RenderWarning(
+            9,
+            "mml-invisible",
+            f"the MML holds {shown_list}, which the message text and attachments do not: "
+            "the current client does not render MML, so its users never see it; say it "
+            "in the text or offer it as an attachment button too",
+            "mml",
+        )
