@@ -1,10 +1,15 @@
-"""The moderation and stats examples, tested as a bot author would: with the test client."""
+"""The moderation and stats examples, tested as a bot author would: with the test client.
+
+Every command reply is checked for both client lines by the ``renders_on_both_lines``
+fixture of test_examples.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from test_examples import renders_on_both_lines  # noqa: F401
 
 from botkit.testing import TestClient
 from examples.bot import bot
