@@ -1,7 +1,6 @@
 """The moderation and stats examples, tested as a bot author would: with the test client.
 
-Every command reply is checked for both client lines by the ``renders_on_both_lines``
-fixture of test_examples.
+Every reply is checked for both client lines by the pytest plugin's render check.
 """
 
 from __future__ import annotations
@@ -9,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_examples import renders_on_both_lines  # noqa: F401
 
 from botkit.testing import TestClient
 from examples.bot import bot
 from examples.moderation import mask_cards
+
+#: The examples must render as meant on both client lines (issue #21).
+pytestmark = pytest.mark.botkit_render_warnings("error", lines=["current", "mml"])
 
 
 @pytest.fixture

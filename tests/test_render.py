@@ -231,7 +231,7 @@ def test_rule9_mml_content_the_text_does_not_carry() -> None:
     form = m.mml(m.text("Pick a colour"), m.button_list(m.button("Red", name="c", value="r")))
     assert codes({"text": "Colours", "mml": str(form)}) == [(9, "mml-invisible", "mml")]
     warning = check_reply({"text": "Colours", "mml": str(form)})[0]
-    assert "'Pick a colour', '[Red]'" in warning.text
+    assert "the MML holds 1 line of text and the button [Red] that" in warning.text
 
 
 def test_rule9_mml_content_the_reply_carries_too() -> None:
@@ -261,3 +261,43 @@ def test_odd_shapes_do_not_raise() -> None:
     }
     assert check_reply(message) == []
     assert check_reply({"attachments": {"not": "a list"}}) == []
+
+
+# -- in the pipeline: one WARNING per command reply, for the current line ------------------
+
+
+@pytest.mark.botkit_render_warnings("ignore")  # the log is under test here
+def test_the_pipeline_logs_a_replys_warnings_once(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from botkit import Attachment, Bot, CommandContext, Message
+
+    bot = Bot()
+
+    @bot.command("bad")
+    def bad(ctx: CommandContext) -> Message:
+        card = Attachment(type="image", image_url=SVG, thumb_url="javascript:x")
+        return Message.ephemeral("Your email?", attachments=[card], mml=str(FORM))
+
+    @bot.command("mmlonly")
+    def mml_only(ctx: CommandContext) -> Message:  # a problem of the MML line only
+        form = m.mml(m.text("Pick one"), m.input_("x", value="1"), name="f")
+        return Message.ephemeral("Pick one", mml=form)
+
+    @bot.command("plain")
+    def plain(ctx: CommandContext) -> str:
+        return "hello"
+
+    with bot.test_client() as client, caplog.at_level(logging.WARNING, logger="botkit"):
+        client.command("/plain")
+        client.command("/mmlonly")
+        assert caplog.records == []
+        client.command("/bad")
+    (record,) = caplog.records
+    text = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert text.startswith("/bad: Stream's current client will not show this reply as built: ")
+    assert "attachments[0].image_url is a data: URL" in text
+    assert "attachments[0].thumb_url is a javascript: URL" in text
+    assert "(rule 9, mml-only-input)" in text
+    assert "Your email?" not in text  # what the reply says stays out of the log

@@ -122,25 +122,35 @@ def _norm(text: str) -> str:
 
 
 @dataclass
-class _Form:
-    """What a client line can show of an MML tree."""
+class Form:
+    """What an MML tree holds, as a client reads it (for botkit's own tools)."""
 
+    name: str | None = None  # the root's name: sent as mml_name
     lines: list[str] = field(default_factory=list)  # text and md, line by line
     buttons: list[tuple[str, str, str]] = field(default_factory=list)  # label, name, value
     links: list[str] = field(default_factory=list)  # link buttons' labels
     fields: list[tuple[str, str, bool]] = field(default_factory=list)  # tag, name, has value
+    #: The values a client submits without the user typing: name -> the initial value of
+    #: every input, number and scheduler that has one (hidden inputs included).
+    values: dict[str, str] = field(default_factory=dict)
 
 
 class _MMLReader(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.form = _Form()
+        self.form = Form()
         self._open: str | None = None  # text, md or button being read
         self._attrs: dict[str, str] = {}
         self._data: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
+        if tag == "mml" and a.get("name"):
+            self.form.name = a["name"]
+        if tag in _FIELDS and a.get("name"):
+            initial = a.get("selected" if tag == "scheduler" else "value")
+            if initial is not None:
+                self.form.values[a["name"]] = initial
         if tag in ("text", "md", "button"):
             self._open, self._attrs, self._data = tag, a, []
         elif tag in _FIELDS and a.get("type") != "hidden":
@@ -167,7 +177,8 @@ class _MMLReader(HTMLParser):
         self._open = None
 
 
-def _read_mml(mml: str) -> _Form | None:
+def read_form(mml: str) -> Form | None:
+    """The form in ``mml``, or None when nothing in it is readable."""
     reader = _MMLReader()
     try:
         reader.feed(mml)
@@ -230,8 +241,8 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
                     2,
                     "unsupported-attachment",
                     f"{at} is a {kind} attachment with buttons but no title_link: Stream's "
-                    'client shows an "Unsupported attachment" box instead of it, buttons '
-                    "and all; give it a title_link or make it an image attachment",
+                    'client will not show its buttons, it shows an "Unsupported attachment" '
+                    "box in its place; give it a title_link or make it an image attachment",
                     f"{at}.actions",
                 )
             )
@@ -251,7 +262,7 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
             label = str(action.get("text") or action.get("value") or action.get("name") or "")
             name, value = str(action.get("name", "")), str(action.get("value", ""))
             visible_buttons.append((f"{at}.actions[{j}]", label, name, value))
-    form = _read_mml(mml) if isinstance(mml, str) and mml.strip() else None
+    form = read_form(mml) if isinstance(mml, str) and mml.strip() else None
     if form is not None:
         if line == "mml":
             warnings += _shown_beside_mml(message, attachments, form, visible_buttons)
@@ -263,7 +274,7 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
 def _shown_beside_mml(
     message: Mapping[str, Any],
     attachments: list[Any],
-    form: _Form,
+    form: Form,
     buttons: list[tuple[str, str, str, str]],
 ) -> Iterator[RenderWarning]:
     """Rule 8: clients that render MML show the text and the attachments as well."""
@@ -298,7 +309,7 @@ def _shown_beside_mml(
 def _mml_not_shown(
     message: Mapping[str, Any],
     attachments: list[Any],
-    form: _Form,
+    form: Form,
     buttons: list[tuple[str, str, str, str]],
 ) -> Iterator[RenderWarning]:
     """Rule 9: the current client renders no MML; what only the MML holds is lost."""
@@ -319,20 +330,24 @@ def _mml_not_shown(
             f"mml {tag} {name!r}",
         )
     shown = _message_lines(message, attachments)
-    missing = [
+    lines = [
         line for line in form.lines if _norm(line) and not any(_norm(line) in s for s in shown)
     ]
-    if not form.fields:  # buttons of a form with inputs only submit that form
-        labels = {label.casefold() for _, label, _, _ in buttons}
-        missing += [f"[{b[0]}]" for b in form.buttons if b[0].casefold() not in labels]
-    missing += [f"[{label}]" for label in form.links if not any(_norm(label) in s for s in shown)]
-    if missing:
-        shown_list = ", ".join(repr(m) for m in missing[:3]) + (", ..." if len(missing) > 3 else "")
+    labels = [_norm(label) for _, label, _, _ in buttons]
+    hidden = [f"[{label}]" for label in form.links if not any(_norm(label) in s for s in shown)]
+    if not form.fields:  # the buttons of a form with inputs only submit that form
+        hidden += [f"[{b[0]}]" for b in form.buttons if _norm(b[0]) not in labels]
+    if lines or hidden:
+        # the words themselves stay out: this text goes to the log
+        parts = [f"{len(lines)} line{'s' if len(lines) > 1 else ''} of text"] if lines else []
+        parts += (
+            [f"the button{'s' if len(hidden) > 1 else ''} {' '.join(hidden)}"] if hidden else []
+        )
         yield RenderWarning(
             9,
             "mml-invisible",
-            f"the MML holds {shown_list}, which the message text and attachments do not: "
-            "the current client does not render MML, so its users never see it; say it "
-            "in the text or offer it as an attachment button too",
+            f"the MML holds {' and '.join(parts)} that the message text and attachments do "
+            "not: the current client does not render MML, so its users never see them; "
+            "say it in the text or offer it as an attachment button too",
             "mml",
         )
