@@ -90,6 +90,9 @@ def test_pictures_from_the_request_host_and_forwarded_scheme(
 
     # anyone can send X-Forwarded-Host: it is not read
     assert gif_picture(server, {"X-Forwarded-Host": "evil.example"}) == direct
+    # a Host that is no host name is not copied into the reply
+    for host in ("evil.example/<script>", 'a"b', "bad host"):
+        assert gif_picture(server, {"Host": host}) == "/examples/gif/cats-1.svg"
 
 
 @pytest.mark.slow

@@ -5,6 +5,7 @@ Everything else happens in :mod:`botkit.runtime.dispatch`; this module only move
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -159,6 +160,29 @@ def request_public_url(environ: dict[str, Any]) -> str:
     is not read: anyone can send it. A proxy that rewrites Host needs
     ``BOTKIT_PUBLIC_URL``. Empty when the Host header is not a valid host name.
     """
+    return _public_url(
+        environ.get("wsgi.url_scheme", "http"),
+        environ.get("HTTP_HOST"),
+        environ.get("SERVER_NAME", ""),
+        environ.get("SERVER_PORT", ""),
+        environ.get("SCRIPT_NAME", ""),
+    )
+
+
+# Cached: werkzeug's parsing is a noticeable part of a command's time, a bot sees few
+# hosts, and the bound keeps made-up Host headers from growing the cache.
+@functools.lru_cache(maxsize=64)
+def _public_url(
+    scheme: str, host: str | None, server_name: str, server_port: str, script_name: str
+) -> str:
+    environ = {
+        "wsgi.url_scheme": scheme,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "SCRIPT_NAME": script_name,
+    }
+    if host is not None:
+        environ["HTTP_HOST"] = host
     if not get_host(environ):
         return ""
     return get_current_url(environ, root_only=True).rstrip("/")
