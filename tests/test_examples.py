@@ -408,3 +408,12 @@ def test_ticket_mml_emptied_field_shows_the_saved_value(client: TestClient) -> N
         ("input", "email", "ann@example.com"),
         ("input", "summary", "printer on fire"),
     ]
+
+
+def test_ticket_help_says_what_to_type(client: TestClient) -> None:
+    assert "/ticket <email> <summary> — Open a support ticket" in (
+        client.command("/help").text or ""
+    )
+    details = client.command("/help ticket").text or ""
+    assert "Usage: /ticket <email> <summary>" in details
+    assert "• email: Where to answer, e.g. you@example.com." in details
