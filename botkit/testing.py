@@ -39,7 +39,7 @@ from .core.payloads import (
     signed_headers,
     user,
 )
-from .core.render import LINES, RenderWarning, check_reply, read_form
+from .core.render import LINES, RenderWarning, check_reply, check_update, read_form
 from .core.signing import KeyRing
 from .runtime.tasks import TASKS, TaskQueue
 
@@ -216,10 +216,18 @@ class Reply:
         return self.warnings_for("current")
 
     def warnings_for(self, line: str) -> list[RenderWarning]:
-        """The render warnings for client ``line`` (``"current"`` or ``"mml"``)."""
+        """The render warnings for client ``line`` (``"current"`` or ``"mml"``).
+
+        For the answer to a click or submit, this includes what goes wrong when the
+        clicked message is redrawn as this one (:func:`botkit.core.render.check_update`).
+        """
         if self.kind == "push":
             return check_reply(None, line)
-        return check_reply(self.message, line)
+        found = check_reply(self.message, line)
+        request = self.request or {}
+        if "form_data" in request and isinstance(request.get("message"), Mapping):
+            found += check_update(request["message"], self.message, line)
+        return found
 
     @property
     def state(self) -> dict[str, Any]:

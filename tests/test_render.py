@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from botkit import mml as m
-from botkit.core.render import LINES, RenderWarning, check_reply
+from botkit.core.render import LINES, RenderWarning, check_reply, check_update
 
 SVG = "data:image/svg+xml;base64,PHN2Zy8+"
 BUTTONS = [{"name": "action", "value": "go", "text": "Go", "type": "button"}]
@@ -247,6 +247,45 @@ def test_rule9_mml_content_the_reply_carries_too() -> None:
 
 def test_rule9_is_for_the_current_line_only() -> None:
     assert check_reply({"text": "Your email?", "mml": str(FORM)}, "mml") == []
+
+
+# -- rule 8 (mml line): a redraw that moves the inputs -------------------------------------
+
+
+def ticket_form(*notes: str, email: str | None = None) -> dict[str, Any]:
+    form = m.mml(
+        *[m.text(n) for n in notes],
+        m.input_("email", value=email),
+        m.input_("priority", value="normal"),
+        m.button_list(m.button("Confirm", name="action", value="confirm")),
+        name="ticket",
+    )
+    return {"text": "A ticket?", "mml": str(form)}
+
+
+def test_rule8_an_error_note_above_the_inputs_shifts_them() -> None:
+    before, after = ticket_form(), ticket_form("⚠ Please fix: email", email="nope")
+    assert [(w.rule, w.code, w.where) for w in check_update(before, after)] == [
+        (8, "input-shifted", "mml input 'email'")
+    ]
+    (warning,) = check_update(before, after, "mml")
+    assert "shows what the user typed into 'priority'" in warning.text
+
+
+def test_rule8_a_note_that_is_always_there_keeps_them_in_place() -> None:
+    before = ticket_form("")
+    after = ticket_form("⚠ Please fix: email", email="nope")
+    assert check_update(before, after) == []
+    assert check_update(ticket_form(), ticket_form(email="a@b.example")) == []
+
+
+def test_check_update_only_where_there_is_a_redraw_of_mml() -> None:
+    before, after = ticket_form(), ticket_form("⚠ Please fix: email")
+    assert check_update(before, after, "current") == []  # no MML on the current line
+    assert check_update(None, after) == check_update(before, None) == []
+    assert check_update({"text": "x"}, after) == []
+    with pytest.raises(ValueError, match="unknown client line"):
+        check_update(before, after, "v12")
 
 
 def test_unreadable_or_empty_mml_is_left_alone() -> None:

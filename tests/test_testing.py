@@ -363,3 +363,29 @@ def test_render_check_warn_and_ignore(render_client: TestClient) -> None:
         render_check("loud").__enter__()
     with pytest.raises(ValueError, match="unknown client line"):
         render_check("error", lines=["v12"]).__enter__()
+
+
+@render_bot.command("ask")
+def ask(ctx: CommandContext) -> Message:
+    form = m.mml(m.input_("a", value="1"), m.input_("b", value="2"), name="ask")
+    return Message.ephemeral("Two numbers", mml=form)
+
+
+@ask.form("ask")
+def ask_again(ctx: CommandContext) -> Message:
+    note = [m.text("⚠ Please fix: a")] if ctx.form_data and ctx.form_data.get("a") == "x" else []
+    form = m.mml(*note, m.input_("a", value="1"), m.input_("b", value="2"), name="ask")
+    return Message.ephemeral("Two numbers", mml=form)
+
+
+def test_the_answer_to_a_submit_is_checked_as_a_redraw(render_client: TestClient) -> None:
+    reply = render_client.command("/ask")
+    assert reply.warnings_for("mml") == []
+    fine = reply.submit(a="3")
+    assert fine.warnings_for("mml") == []
+    shifted = reply.submit(a="x")
+    assert [(w.code, w.where) for w in shifted.warnings_for("mml")] == [
+        ("input-shifted", "mml input 'a'")
+    ]
+    # the current line shows no MML at all: no shift, but the note is lost there
+    assert [w.code for w in shifted.warnings] == ["mml-invisible"]
