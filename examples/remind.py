@@ -107,6 +107,8 @@ def remind(ctx: CommandContext, who: str, minutes: int, what: str) -> Message:
     """
     if not 1 <= minutes <= MAX_MINUTES:
         return usage(f"minutes must be from 1 to {MAX_MINUTES}.")
+    if len(what) > 200:
+        return usage("what must be at most 200 characters.")
     if who.casefold() == "me":
         who = f"@{ctx.user_id}"
     return preview(who, minutes, what)

@@ -106,6 +106,7 @@ def test_cancel(bot_client):
         ("/remind @bob", "Missing minutes (a whole number)."),
         ("/remind @bob soon tea", "minutes must be a whole number, not 'soon'."),
         ("/remind @bob 0 tea", "minutes must be from 1 to 10080."),
+        ("/remind @bob 10 " + "x" * 201, "what must be at most 200 characters."),
         ('/remind "@bob 10 tea', "A quote is never closed"),
     ],
 )
