@@ -1,9 +1,11 @@
 """``/remind @bob 10 call mum``: typed arguments, buttons, and a form checked by a schema.
 
 The handler declares its arguments in its signature; botkit parses them from the text
-(``minutes`` must be a whole number) and answers a usage error by itself. The preview
-offers Schedule / Cancel buttons and an MML form to change the time or the text,
-validated by a marshmallow schema before the handler sees it.
+(``minutes`` must be a whole number), and anything missing or wrong gets usage help
+saying what to type: on Stream's current client the command's text is the only thing a
+user can type, so every value comes from it. The preview offers Schedule / Cancel
+buttons; clients that still render MML (13.1 and older) also get a form to change the
+time or the text, validated by a marshmallow schema before the handler sees it.
 
 Delivering the reminder when it is due is a scheduler's job (for example a periodic
 huey task reading ``remind_due`` from the published message); this example stops at the
@@ -17,13 +19,22 @@ from datetime import UTC, datetime, timedelta
 
 from marshmallow import Schema, fields, validate
 
-from botkit import Action, Attachment, CommandContext, CommandGroup, FormError, Message
+from botkit import (
+    Action,
+    ArgumentError,
+    Attachment,
+    CommandContext,
+    CommandGroup,
+    FormError,
+    Message,
+)
 from botkit import mml as m
 
 group = CommandGroup()
 
 REMINDERS_URL = os.environ.get("REMINDERS_URL", "https://reminders.example.com")
 MAX_MINUTES = 7 * 24 * 60
+EXAMPLE = "/remind me 10 stretch your legs"
 
 
 class EditForm(Schema):
@@ -37,37 +48,56 @@ class EditForm(Schema):
     what = fields.String(required=True, validate=validate.Length(1, 200))
 
 
-def preview(who: str, minutes: int, what: str, problem: str | None = None) -> Message:
-    """The ephemeral preview: what will be reminded, with buttons and an edit form."""
-    summary = f"Remind {who} in {minutes} min: {what}" if what else f"Remind {who} in {minutes} min"
+def usage(problem: str) -> Message:
+    """What to type, for a ``/remind`` that cannot become a preview yet (ephemeral)."""
+    return Message.ephemeral(
+        f"Usage: {remind.usage}\n{problem}\nFor example: {EXAMPLE}", attachments=[], mml=""
+    )
+
+
+def preview(
+    who: str,
+    minutes: int,
+    what: str,
+    problem: str | None = None,
+    typed: dict[str, str] | None = None,
+) -> Message:
+    """The ephemeral preview: what will be reminded, with buttons and an edit form.
+
+    ``typed`` holds what the user last typed into the MML form, shown again after an
+    error. The problem goes in the message text, never above the inputs: mml-react keys
+    inputs by position, and a line above them would shift every typed value.
+    """
+    shown = typed or {}
+    text = f"Remind {who} in {minutes} min: {what}?"
+    if problem:
+        text += f"\n⚠ {problem}"
     form = m.mml(
-        m.text(summary + "?"),
-        *([m.text(f"⚠ {problem}")] if problem else []),
-        m.input_("minutes", value=minutes, label="In how many minutes"),
-        m.input_("what", value=what or None, label="What", placeholder="call mum"),
+        m.input_("minutes", value=shown.get("minutes") or minutes, label="In how many minutes"),
+        m.input_("what", value=shown.get("what") or what, label="What"),
         m.button_list(m.button("Save", name="action", value="save")),
         name="remind_edit",
     )
-    attachment = Attachment(
+    card = Attachment(
         type="text",
         title="Reminder",
         title_link=REMINDERS_URL,
-        text=summary,
+        # no text: on an attachment with buttons the client shows it again in the button row
         actions=[
             Action.button("remind", "schedule", "Schedule", style="primary"),
             Action.button("remind", "cancel", "Cancel"),
         ],
     )
     return Message.ephemeral(
-        summary + "?" + (f"\n⚠ {problem}" if problem else ""),
+        text,
         mml=form,
-        attachments=[attachment],
+        attachments=[card],
         state={"remind_who": who, "remind_minutes": minutes, "remind_what": what},
     )
 
 
 @group.command("remind")
-def remind(ctx: CommandContext, who: str, minutes: int, what: str = "") -> Message:
+def remind(ctx: CommandContext, who: str, minutes: int, what: str) -> Message:
     """Remind someone of something.
 
     Args:
@@ -76,10 +106,17 @@ def remind(ctx: CommandContext, who: str, minutes: int, what: str = "") -> Messa
         what: What to remind them of; no quotes needed.
     """
     if not 1 <= minutes <= MAX_MINUTES:
-        return Message.error(f"Usage: {remind.usage}\nminutes must be from 1 to {MAX_MINUTES}.")
+        return usage(f"minutes must be from 1 to {MAX_MINUTES}.")
+    if len(what) > 200:
+        return usage("what must be at most 200 characters.")
     if who.casefold() == "me":
         who = f"@{ctx.user_id}"
     return preview(who, minutes, what)
+
+
+@remind.errorhandler(ArgumentError)
+def bad_arguments(ctx: CommandContext, error: ArgumentError) -> Message:
+    return usage(error.problem)
 
 
 def _current(ctx: CommandContext) -> tuple[str, int, str]:
@@ -93,6 +130,7 @@ def _current(ctx: CommandContext) -> tuple[str, int, str]:
 
 @remind.form("remind_edit", schema=EditForm)
 def edit(ctx: CommandContext) -> Message:
+    """The MML form (clients that render MML): a new time or text."""
     who, _, _ = _current(ctx)
     return preview(who, ctx.form["minutes"], ctx.form["what"])
 
@@ -100,17 +138,19 @@ def edit(ctx: CommandContext) -> Message:
 @remind.errorhandler(FormError)
 def bad_edit(ctx: CommandContext, error: FormError) -> Message:
     who, minutes, what = _current(ctx)
-    return preview(who, minutes, what, problem=f"Please fix: {error.describe()}")
+    typed = {k: v for k, v in (ctx.form_data or {}).items() if k in ("minutes", "what")}
+    return preview(who, minutes, what, problem=f"Please fix: {error.describe()}", typed=typed)
 
 
 @remind.action("remind", "schedule")
 def schedule(ctx: CommandContext) -> Message:
     who, minutes, what = _current(ctx)
-    if not what:
-        return preview(who, minutes, what, problem="Say what to remind them of first.")
+    if not who or not what:  # not a preview this bot made
+        return usage("This preview has nothing to schedule.")
     due = datetime.now(UTC) + timedelta(minutes=minutes)
     return Message.publish(
         f"⏰ {who}, in {minutes} min: {what}",
+        attachments=[],  # the card has nothing to add once it is scheduled
         mml="",
         remind_due=due.isoformat(timespec="seconds"),
     )

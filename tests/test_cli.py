@@ -491,7 +491,7 @@ def test_send_gif_flow_with_clicks(runner: CliRunner, examples_server: GunicornS
     assert first.count("HTTP 200") == shuffled.count("HTTP 200") == sent.count("HTTP 200") == 1
     assert "ephemeral message" in first
     assert "attachment 1 (giphy): cats" in first
-    assert "image_url: data:image/svg+xml;base64" in first
+    assert f"image_url: {examples_server.url}/examples/gif/cats-1.svg" in first
     assert "[1] Send  image_action=send" in first
     assert "[2] Shuffle  image_action=shuffle" in first
     assert "[3] Cancel  image_action=cancel" in first
@@ -517,15 +517,15 @@ def test_send_click_by_name_cancel_deletes(
 
 
 def test_send_mml_form_and_validation(runner: CliRunner, examples_server: GunicornServer) -> None:
-    result = send(runner, examples_server, "/ticket printer on fire")
+    ticket = "/ticket ann@example.com printer on fire"
+    result = send(runner, examples_server, ticket)
     assert result.exit_code == 0, result.output
     assert "(mml form)" in result.output
     assert "mml_name=ticket" in result.output
-    bad = send(runner, examples_server, "/ticket printer", "--click", "action=confirm&email=nope")
+    form = "mml_name=ticket&action=update&summary=printer&email="
+    bad = send(runner, examples_server, ticket, "--click", form + "nope")
     assert "Please fix" in bad.output
-    good = send(
-        runner, examples_server, "/ticket printer", "--click", "action=confirm&email=me@example.com"
-    )
+    good = send(runner, examples_server, ticket, "--click", "action=confirm")
     assert good.exit_code == 0, good.output
     assert "regular message" in good.output and "Ticket T-" in good.output
 

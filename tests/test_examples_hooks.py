@@ -1,4 +1,7 @@
-"""The moderation and stats examples, tested as a bot author would: with the test client."""
+"""The moderation and stats examples, tested as a bot author would: with the test client.
+
+Every reply is checked for both client lines by the pytest plugin's render check.
+"""
 
 from __future__ import annotations
 

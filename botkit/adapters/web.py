@@ -5,6 +5,7 @@ Everything else happens in :mod:`botkit.runtime.dispatch`; this module only move
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs
 
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import get_current_url, get_host
 
 from ..core.config import Config, ConfigError
 from ..core.pipeline import BEFORE_SEND, COMMAND, PUSH, Answer, dumps
@@ -80,6 +82,7 @@ class WebhookRoutes:
         self.inline = dispatcher.config.inline_calls > 0
         # an app built without credentials (see check_startup) verifies nothing: it refuses
         self.unconfigured = bool(dispatcher.config.credentials_error)
+        self.public_url = dispatcher.config.public_url
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -110,9 +113,12 @@ class WebhookRoutes:
         early = None
         if self.inline and environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
             early = _EarlyAnswer(environ, start_response)
+        public_url = ""
+        if kind == COMMAND:  # only command handlers see it, as ctx.public_url
+            public_url = self.public_url or request_public_url(environ)
         try:
             response = self.dispatcher.handle(
-                kind, body, EnvironHeaders(environ), command_type, early
+                kind, body, EnvironHeaders(environ), command_type, early, public_url
             )
         except AnsweredAtDeadline:  # the watchdog sent the answer while the handler ran
             return []
@@ -148,6 +154,43 @@ class WebhookRoutes:
             chunks.append(chunk)
             total += len(chunk)
         return b"".join(chunks)
+
+
+def request_public_url(environ: dict[str, Any]) -> str:
+    """``scheme://host[/script root]`` of a request, without a trailing slash.
+
+    The host is the one the caller asked for (Stream calls the URL it was given, so
+    it is reachable from outside); the scheme is gunicorn's ``wsgi.url_scheme``, which
+    honours ``X-Forwarded-Proto`` only from ``forwarded_allow_ips``. ``X-Forwarded-Host``
+    is not read: anyone can send it. A proxy that rewrites Host needs
+    ``BOTKIT_PUBLIC_URL``. Empty when the Host header is not a valid host name.
+    """
+    return _public_url(
+        environ.get("wsgi.url_scheme", "http"),
+        environ.get("HTTP_HOST"),
+        environ.get("SERVER_NAME", ""),
+        environ.get("SERVER_PORT", ""),
+        environ.get("SCRIPT_NAME", ""),
+    )
+
+
+# Cached: werkzeug's parsing is a noticeable part of a command's time, a bot sees few
+# hosts, and the bound keeps made-up Host headers from growing the cache.
+@functools.lru_cache(maxsize=64)
+def _public_url(
+    scheme: str, host: str | None, server_name: str, server_port: str, script_name: str
+) -> str:
+    environ = {
+        "wsgi.url_scheme": scheme,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "SCRIPT_NAME": script_name,
+    }
+    if host is not None:
+        environ["HTTP_HOST"] = host
+    if not get_host(environ):
+        return ""
+    return get_current_url(environ, root_only=True).rstrip("/")
 
 
 _METHOD_NOT_ALLOWED = dumps({"error": "method not allowed"})

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .signing import KeyRing
 
@@ -35,6 +36,34 @@ def url_prefix(raw: str) -> str:
     """
     prefix = "/" + raw.strip().strip("/")
     return "" if prefix == "/" else prefix
+
+
+def public_url(raw: str) -> str | None:
+    """The bot's public base URL from a ``BOTKIT_PUBLIC_URL`` value, without a trailing
+    slash (``"https://bot.example.com/"`` gives ``"https://bot.example.com"``); None when
+    empty. Raises :class:`ConfigError` unless it is an absolute ``http(s)`` URL."""
+    url = raw.strip().rstrip("/")
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or any(c.isspace() for c in url)
+    ):
+        raise ConfigError(
+            f"BOTKIT_PUBLIC_URL={raw!r} is not a public base URL: give the address users' "
+            "browsers reach the bot at, e.g. https://bot.example.com"
+        )
+    return url
 
 
 def _number(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -83,6 +112,9 @@ class Config:
     #: Why this app cannot serve webhooks yet: the missing-credentials message, when
     #: :meth:`from_env` was asked to defer it (``defer_credentials=True``); "" otherwise.
     credentials_error: str = ""
+    #: Where users' browsers reach the bot, e.g. ``https://bot.example.com``; None: the
+    #: scheme and host each webhook came in on. Handlers read it as ``ctx.public_url``.
+    public_url: str | None = None
 
     @classmethod
     def from_env(
@@ -131,4 +163,5 @@ class Config:
             playground=env.get("BOTKIT_PLAYGROUND", "") in ("1", "true", "yes"),
             dev_credentials=dev,
             credentials_error=missing,
+            public_url=public_url(env.get("BOTKIT_PUBLIC_URL", "")),
         )

@@ -58,6 +58,11 @@ class CommandContext:
     state: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     form: Any = None
+    #: Where users' browsers reach the bot, without a trailing slash, e.g.
+    #: ``"https://bot.example.com"``: ``BOTKIT_PUBLIC_URL`` when set, else the scheme and
+    #: host this webhook came in on. Link to your own routes with it:
+    #: ``f"{ctx.public_url}/pictures/cat.png"``. Empty when the call did not come over HTTP.
+    public_url: str = ""
 
     @property
     def cid(self) -> str | None:

@@ -63,6 +63,7 @@ class Delivery:
     early: Callable[[Answer], object] | None = None
     key: str | None = None  # the dedup key and fingerprint, once claimed
     fingerprint: str = ""
+    public_url: str = ""  # for CommandContext.public_url
 
 
 class Dispatcher:
@@ -83,6 +84,7 @@ class Dispatcher:
         headers: Headers,
         command_type: str | None = None,
         early: Callable[[Answer], object] | None = None,
+        public_url: str = "",
     ) -> Answer:
         """Answer one webhook. ``headers`` must look up names case-insensitively.
 
@@ -93,6 +95,8 @@ class Dispatcher:
         one is still busy: handlers then run in this thread, and a watchdog answers at the
         deadline (see :mod:`botkit.runtime.deadlines`). If it did, this raises
         :class:`~botkit.runtime.deadlines.AnsweredAtDeadline` once the handler has returned.
+
+        ``public_url`` is where users reach the bot (``ctx.public_url``), from the web layer.
         """
         start = time.monotonic()
         if not self.started:
@@ -113,6 +117,7 @@ class Dispatcher:
             start + budget,
             start=start,
             early=early,
+            public_url=public_url,
         )
         if body is None:
             answer = self._reject(delivery, "size", TOO_LARGE)
@@ -333,6 +338,7 @@ class Dispatcher:
             attempt=delivery.attempt,
             api_key=delivery.api_key,
             state=custom_fields(message),
+            public_url=delivery.public_url,
         )
         cmd = self.bot.commands.get(name)
         route: Route | None = None
