@@ -49,7 +49,10 @@ def custom_commands() -> Response:
         return _error(400, "invalid payload")
     if (request.args.get("type") or message.get("command")) != "gif":
         return _error(400, "unknown command")
-    return Response(work.dumps({"message": work.gif_reply(message)}), mimetype=_JSON)
+    return Response(
+        work.dumps({"message": work.gif_reply(message, request.host_url.rstrip("/"))}),
+        mimetype=_JSON,
+    )
 
 
 @app.post(f"{work.PREFIX}/before-message-send")

@@ -11,7 +11,6 @@ Only the standard library is used here.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -74,49 +73,27 @@ def valid_user(user: Any) -> bool:
 # -- /gif (examples/gif.py, offline catalog) ------------------------------------------------
 
 
-def _card(label: str, color: str) -> str:
-    svg = (
-        '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="150">'
-        f'<rect width="200" height="150" fill="{color}"/>'
-        '<text x="100" y="85" font-family="sans-serif" font-size="22" fill="white" '
-        f'text-anchor="middle">{label}</text></svg>'
-    )
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
-
-
-_COLORS = ["#e4572e", "#29335c", "#f3a712", "#669bbc", "#a8c686", "#7b2cbf"]
 _TOPICS = ["cats", "dogs", "wave", "party", "coffee", "rain"]
-CATALOG: dict[str, list[tuple[str, str]]] = {
-    topic: [
-        (
-            _card(f"{topic} #{n}", _COLORS[(i + n) % len(_COLORS)]),
-            f"https://giphy.com/search/{topic}",
-        )
-        for n in range(1, 4)
-    ]
-    for i, topic in enumerate(_TOPICS)
-}
+#: The offline catalog's picture names; the pictures are served at /examples/gif/<name>.svg.
+NAMES = [f"{topic}-{n}" for topic in _TOPICS for n in range(1, 4)]
 
 
-def _search(query: str, pick: int) -> tuple[str, str]:
+def _search(query: str, pick: int) -> str:
     words = query.lower().split()
-    matches = [
-        g
-        for topic, gifs in CATALOG.items()
-        if any(w in topic or topic in w for w in words)
-        for g in gifs
+    names = [
+        n for n in NAMES if any(w in n.rsplit("-", 1)[0] or n.rsplit("-", 1)[0] in w for w in words)
     ]
-    if not matches:
-        matches = [g for gifs in CATALOG.values() for g in gifs]
-    return matches[pick % len(matches)]
+    names = names or NAMES
+    return names[pick % len(names)]
 
 
 def _button(name: str, value: str, text: str, style: str = "default") -> dict[str, str]:
     return {"name": name, "text": text, "type": "button", "style": style, "value": value}
 
 
-def gif_reply(message: dict[str, Any]) -> dict[str, Any]:
-    """The /gif preview: the incoming message with the ephemeral card merged in."""
+def gif_reply(message: dict[str, Any], public_url: str) -> dict[str, Any]:
+    """The /gif preview: the incoming message with the ephemeral card merged in; the
+    pictures are at ``public_url`` (``scheme://host`` the webhook came in on)."""
     args = message.get("args")
     if args is None:
         text = message.get("text") or ""
@@ -126,7 +103,9 @@ def gif_reply(message: dict[str, Any]) -> dict[str, Any]:
     if not query:
         out.update(type="error", text="Usage: /gif [search terms]", attachments=[], mml="")
         return out
-    url, page = _search(query, 0)
+    name = _search(query, 0)
+    url = f"{public_url}/examples/gif/{name}.svg"
+    page = f"https://giphy.com/search/{name.rsplit('-', 1)[0]}"
     rendition = {"url": url, "width": "200", "height": "150"}
     out["gif_query"] = query
     out["gif_pick"] = 0

@@ -64,4 +64,10 @@ def _handle(environ: dict[str, Any]) -> tuple[int, bytes]:
     command = parse_qs(environ.get("QUERY_STRING", "")).get("type", [None])[0]
     if (command or message.get("command")) != "gif":
         return _error(400, "unknown command")
-    return 200, work.dumps({"message": work.gif_reply(message)})
+    return 200, work.dumps(
+        {
+            "message": work.gif_reply(
+                message, f"{environ['wsgi.url_scheme']}://{environ['HTTP_HOST']}"
+            )
+        }
+    )
