@@ -11,13 +11,20 @@
 
 The same request builders (:func:`command_payload`, :func:`action_payload`,
 :func:`signed_headers`) are what ``botkit send`` and the playground use.
+
+Every reply carries what Stream's client would show differently from its JSON
+(``reply.warnings``, see :mod:`botkit.core.render`); :func:`render_check` (or, under
+pytest, the plugin's ``botkit_render_warnings`` option) makes them fail a test.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import warnings
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .core.config import Config
@@ -32,6 +39,7 @@ from .core.payloads import (
     signed_headers,
     user,
 )
+from .core.render import LINES, RenderWarning, check_reply, check_update, read_form
 from .core.signing import KeyRing
 from .runtime.tasks import TASKS, TaskQueue
 
@@ -43,6 +51,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("botkit.testing")
 
 __all__ = [
+    "RENDER_MODES",
+    "RenderCheckError",
+    "RenderCheckWarning",
     "Reply",
     "TestClient",
     "action_payload",
@@ -51,12 +62,90 @@ __all__ = [
     "command_payload",
     "event_payload",
     "message",
+    "render_check",
     "signed_headers",
     "user",
 ]
 
 TEST_API_KEY = "test-key"
 TEST_API_SECRET = "test-secret"
+
+
+# -- the render check ----------------------------------------------------------------------
+
+#: What a test client does with a reply's render warnings: fail, warn or nothing.
+RENDER_MODES = ("error", "warn", "ignore")
+
+
+class RenderCheckError(AssertionError):
+    """A reply that Stream's client would show differently from its JSON (mode ``error``)."""
+
+
+class RenderCheckWarning(UserWarning):
+    """The same, reported as a Python warning (mode ``warn``; pytest lists them)."""
+
+
+@dataclass(frozen=True)
+class _Policy:
+    mode: str = "ignore"
+    lines: tuple[str, ...] = ("current",)
+    allow: frozenset[int] = frozenset()
+
+
+_policy = _Policy()
+
+
+@contextmanager
+def render_check(
+    mode: str = "error", lines: Collection[str] = ("current",), allow: Collection[int] = ()
+) -> Iterator[None]:
+    """Within the block, every reply of every test client is render-checked.
+
+    ``mode``: ``"error"`` raises :class:`RenderCheckError` at the call that got the
+    reply, ``"warn"`` warns :class:`RenderCheckWarning`, ``"ignore"`` does nothing (the
+    default outside it). ``lines``: the client lines to check (:data:`LINES`).
+    ``allow``: rule numbers to let through. Under pytest, the plugin sets this for each
+    test from the ``botkit_render_warnings`` option and markers.
+    """
+    global _policy
+    if mode not in RENDER_MODES:
+        raise ValueError(f"render check mode {mode!r}: choose one of {', '.join(RENDER_MODES)}")
+    for line in lines:
+        if line not in LINES:
+            raise ValueError(f"unknown client line {line!r}: choose from {', '.join(LINES)}")
+    before = _policy
+    _policy = _Policy(mode, tuple(lines), frozenset(allow))
+    try:
+        yield
+    finally:
+        _policy = before
+
+
+def _apply_render_check(reply: Reply) -> None:
+    policy = _policy
+    if policy.mode == "ignore" or reply.kind == "push" or reply.message is None:
+        return
+    found = [
+        (line, w)
+        for line in policy.lines
+        for w in reply.warnings_for(line)
+        if w.rule not in policy.allow
+    ]
+    if not found:
+        return
+    listed = "\n".join(f"  [{line}] {w}" for line, w in found)
+    if policy.mode == "warn":
+        warnings.warn(
+            RenderCheckWarning(f"Stream's client will not show this reply as built:\n{listed}"),
+            stacklevel=4,
+        )
+        return
+    rules = ", ".join(str(r) for r in sorted({w.rule for _, w in found}))
+    raise RenderCheckError(
+        f"Stream's client will not show this reply as built:\n{listed}\n"
+        "Fix the reply, or let these rules through for this test with "
+        f'@pytest.mark.botkit_render_allow({rules}, reason="...").'
+    )
 
 
 # -- replies -------------------------------------------------------------------------------
@@ -122,6 +211,25 @@ class Reply:
         return [a for att in self.attachments for a in (att.get("actions") or [])]
 
     @property
+    def warnings(self) -> list[RenderWarning]:
+        """What Stream's current client shows differently from this reply's JSON."""
+        return self.warnings_for("current")
+
+    def warnings_for(self, line: str) -> list[RenderWarning]:
+        """The render warnings for client ``line`` (``"current"`` or ``"mml"``).
+
+        For the answer to a click or submit, this includes what goes wrong when the
+        clicked message is redrawn as this one (:func:`botkit.core.render.check_update`).
+        """
+        if self.kind == "push":
+            return check_reply(None, line)
+        found = check_reply(self.message, line)
+        request = self.request or {}
+        if "form_data" in request and isinstance(request.get("message"), Mapping):
+            found += check_update(request["message"], self.message, line)
+        return found
+
+    @property
     def state(self) -> dict[str, Any]:
         """The message's custom fields."""
         from .core.context import custom_fields
@@ -133,30 +241,77 @@ class Reply:
         text: str | None = None,
         *,
         user: Mapping[str, Any] | None = None,
-        **form: str,
+        **button: str,
     ) -> Reply:
         """Click a button by its label (``click("Shuffle")``) or by name and value
-        (``click(image_action="shuffle")``), as a Stream client would."""
+        (``click(image_action="shuffle")``).
+
+        As Stream's client does, it sends exactly one pair: ``{name: value}`` of the
+        button (for a name and value, whatever you give, so a test can send a stale click).
+        """
         if self.message is None:
             raise AssertionError(f"no message to click on (status {self.status}: {self.body!r})")
         if text is not None:
+            if button:
+                raise TypeError("click() takes a button label or name=value, not both")
             matches = [a for a in self.actions if a.get("text") == text]
             if not matches:
                 labels = [a.get("text") for a in self.actions]
                 raise AssertionError(f"no button {text!r}; the buttons are {labels}")
-            form = {matches[0]["name"]: matches[0].get("value", ""), **form}
-        if not form:
-            raise TypeError("click() needs a button label or name=value")
-        return self.client.action(self.message, form, user=user)
+            button = {str(matches[0]["name"]): str(matches[0].get("value", ""))}
+        if len(button) != 1:
+            raise TypeError(
+                "click() needs a button label or one name=value (a client sends one pair)"
+            )
+        return self.client.action(self.message, button, user=user)
 
-    def submit(self, *, user: Mapping[str, Any] | None = None, **form_data: str) -> Reply:
-        """Submit the message's MML form with ``form_data`` (``mml_name`` added for you)."""
+    def submit(
+        self,
+        button: str | None = None,
+        *,
+        user: Mapping[str, Any] | None = None,
+        **inputs: str,
+    ) -> Reply:
+        """Submit the message's MML form as mml-react does: ``mml_name``, every input's
+        value (its initial value unless given in ``inputs``) and the clicked button's
+        ``name: value``.
+
+        ``button`` is the button's value or label; it may be left out when the form has
+        one button only::
+
+            reply.submit("confirm", email="ann@example.com")
+        """
         if self.message is None:
             raise AssertionError("no message to submit a form on")
-        data = dict(form_data)
-        mml = self.mml or ""
-        if 'name="' in mml and "mml_name" not in data:
-            data["mml_name"] = mml.split('name="', 1)[1].split('"', 1)[0]
+        form = read_form(self.mml or "")
+        if form is None or not (form.name or form.values or form.buttons or form.fields):
+            raise AssertionError(f"the reply has no MML form to submit (mml: {self.mml!r})")
+        data: dict[str, str] = {}
+        if form.name:
+            data["mml_name"] = form.name
+        data.update(form.values)
+        data.update(inputs)
+        choices = [(label, name, value) for label, name, value in form.buttons if name]
+        described = ", ".join(f"{label!r} ({name}={value})" for label, name, value in choices)
+        if button is None:
+            if len(choices) > 1:
+                raise TypeError(
+                    f"the form has {len(choices)} buttons: {described}; say which one to "
+                    "click, e.g. submit(button=...) with its value or label"
+                )
+            chosen = choices[0] if choices else None
+        else:
+            wanted = button.casefold()
+            picked = [c for c in choices if c[2] == button] or [
+                c for c in choices if c[0].casefold() == wanted
+            ]
+            if not picked:
+                raise AssertionError(
+                    f"the form has no button {button!r}; its buttons are {described or 'none'}"
+                )
+            chosen = picked[0]
+        if chosen is not None:
+            data[chosen[1]] = chosen[2]
         return self.client.action(self.message, data, user=user)
 
     def __repr__(self) -> str:
@@ -253,7 +408,7 @@ class TestClient:
         response = self._http.post(self.prefix + path, data=body, headers=sent)
         request = payload if not isinstance(payload, bytes) else None
         errors = list(queued[seen:]) if isinstance(queued, list) else []
-        return Reply(
+        reply = Reply(
             self,
             response.status_code,
             response.get_data(),
@@ -261,6 +416,8 @@ class TestClient:
             kind=kind,
             errors=errors,
         )
+        _apply_render_check(reply)
+        return reply
 
     def command(
         self,

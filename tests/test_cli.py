@@ -557,6 +557,65 @@ def test_send_raw_before_send_and_event(runner: CliRunner, examples_server: Guni
     assert "HTTP 200" in event.output
 
 
+#: A bot whose replies render badly on purpose, for the render check in ``botkit send``.
+render_bot = Bot()
+
+
+@render_bot.command("pic")
+def render_pic(ctx: Any) -> Message:
+    return Message.ephemeral(
+        "Fill it in",
+        attachments=[{"type": "image", "image_url": "data:image/png;base64,AA"}],
+        mml='<mml name="f"><text>Fill it in</text><input name="q"/></mml>',
+    )
+
+
+@render_bot.command("ask")
+def render_ask(ctx: Any) -> Message:
+    note = "<text>Please fix: a</text>" if ctx.form_data else ""
+    return Message.ephemeral(
+        "Two numbers",
+        mml=f'<mml name="ask">{note}<input name="a" value="1"/><input name="b" value="2"/>'
+        '<button_list><button name="go" value="1">Go</button></button_list></mml>',
+    )
+
+
+@render_bot.command("plain")
+def render_plain(ctx: Any) -> str:
+    return "hello"
+
+
+def make_render_app() -> Any:
+    """gunicorn's app factory (``test_cli:make_render_app()``)."""
+    return render_bot.create_app()
+
+
+def test_send_prints_the_render_warnings_of_both_lines(runner: CliRunner) -> None:
+    app = "test_cli:make_render_app()"
+    with GunicornServer(app, env={"BOTKIT_DEV": "1"}, workers=1, threads=2) as server:
+        result = send(runner, server, "/pic")
+        plain = send(runner, server, "/plain")
+        raw = send(runner, server, "/pic", "--raw")
+        redraw = send(runner, server, "/ask", "--click", "1")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "what Stream's clients will show differently" in out
+    assert (
+        "    [current, mml] rule 1: attachments[0].image_url is a data: URL: Stream's client "
+        "replaces it with about:blank" in out
+    )
+    assert "    [current] rule 9: mml input 'q': the MML input 'q' is empty" in out
+    assert "    [mml] rule 8: text: the message text repeats the MML's text" in out
+    assert plain.exit_code == 0 and "hello" in plain.output
+    assert "show differently" not in plain.output
+    assert "show differently" not in raw.output  # --raw is the JSON only
+    json.loads(raw.output[raw.output.index("{") :])
+    assert redraw.exit_code == 0, redraw.output
+    first, answer = redraw.output.split("\n--click ")
+    assert "show differently" not in first
+    assert "    [mml] rule 8: mml input 'a': the MML input 'a' now stands where 'b'" in answer
+
+
 def test_send_errors(runner: CliRunner, examples_server: GunicornServer) -> None:
     wrong = send(runner, examples_server, "/gif cats", STREAM_API_KEY="k", STREAM_API_SECRET="s")
     assert wrong.exit_code == 1

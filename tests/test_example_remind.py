@@ -7,12 +7,24 @@ import pytest
 from botkit import Bot
 from examples.bot import bot as examples_bot
 
+#: The examples must render as meant on both client lines (issue #21).
+pytestmark = pytest.mark.botkit_render_warnings("error", lines=["current", "mml"])
+#: Known to render badly today; the lead removes these once the examples are fixed.
+REMIND_RENDERS_BADLY = pytest.mark.botkit_render_allow(
+    3,
+    8,
+    9,
+    reason="rule 3: the card's text twice; rule 8: fallback text beside the MML; "
+    "rule 9: the text only in the MML when missing; fixed by the examples work",
+)
+
 
 @pytest.fixture
 def bot() -> Bot:
     return examples_bot
 
 
+@REMIND_RENDERS_BADLY
 def test_remind_someone(bot_client):
     reply = bot_client.command('/remind @bob 10 "call mum"', user={"id": "alice"})
     assert reply.type == "ephemeral"
@@ -25,11 +37,13 @@ def test_remind_someone(bot_client):
     assert done.state["remind_due"].endswith("+00:00")
 
 
+@REMIND_RENDERS_BADLY
 def test_no_quotes_needed_and_me(bot_client):
     reply = bot_client.command("/remind me 5 water the plants", user={"id": "carol"})
     assert reply.text == "Remind @carol in 5 min: water the plants?"
 
 
+@REMIND_RENDERS_BADLY
 def test_edit_with_the_form(bot_client):
     reply = bot_client.command("/remind @bob 10")
     assert reply.click("Schedule").text == (
@@ -40,6 +54,7 @@ def test_edit_with_the_form(bot_client):
     assert edited.click("Schedule").text == "⏰ @bob, in 30 min: stand-up"
 
 
+@REMIND_RENDERS_BADLY
 def test_a_bad_form_asks_again(bot_client):
     reply = bot_client.command("/remind @bob 10 tea").submit(minutes="soon", what="")
     assert reply.type == "ephemeral"
@@ -49,6 +64,7 @@ def test_a_bad_form_asks_again(bot_client):
     assert reply.submit(minutes="2", what="tea").text == "Remind @bob in 2 min: tea?"
 
 
+@REMIND_RENDERS_BADLY
 def test_cancel(bot_client):
     assert bot_client.command("/remind @bob 10 tea").click("Cancel").deleted
 

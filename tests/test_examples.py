@@ -17,6 +17,20 @@ from botkit.core.signing import KeyRing
 from botkit.testing import TestClient
 from examples.bot import bot as examples_bot
 
+#: The examples must render as meant on both client lines (issue #21).
+pytestmark = pytest.mark.botkit_render_warnings("error", lines=["current", "mml"])
+#: Known to render badly today; the lead removes these once the examples are fixed.
+GIF_RENDERS_BADLY = pytest.mark.botkit_render_allow(
+    1, reason="rule 1: the offline catalog's data: SVG pictures; fixed by the examples work"
+)
+TICKET_RENDERS_BADLY = pytest.mark.botkit_render_allow(
+    3,
+    8,
+    9,
+    reason="rule 3: the card's text twice; rule 8: fallback text and buttons beside the MML; "
+    "rule 9: the email only in the MML; fixed by the examples work",
+)
+
 KEY, SECRET = "examples-key", "examples-secret"
 
 
@@ -40,6 +54,7 @@ def offline_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- /gif, offline catalog ------------------------------------------------------------------------
 
 
+@GIF_RENDERS_BADLY
 def test_gif_flow(client: TestClient) -> None:
     preview = client.command("/gif cats")
     assert preview.status == 200
@@ -199,6 +214,7 @@ def test_giphy_failure_on_shuffle_is_a_friendly_error(client: TestClient, giphy:
 # -- /ticket ---------------------------------------------------------------------------------------
 
 
+@TICKET_RENDERS_BADLY
 def test_ticket_prompt(client: TestClient) -> None:
     prompt = client.command("/ticket printer on fire")
     assert prompt.status == 200
@@ -218,9 +234,10 @@ def test_ticket_without_summary(client: TestClient) -> None:
     assert (reply.type, reply.text) == ("error", "Usage: /ticket [summary]")
 
 
+@TICKET_RENDERS_BADLY
 def test_ticket_bad_email_brings_the_form_back(client: TestClient) -> None:
     prompt = client.command("/ticket printer on fire")
-    again = prompt.submit(email="not-an-email", priority="normal", action="confirm")
+    again = prompt.submit("confirm", email="not-an-email", priority="normal")
     assert again.status == 200
     assert again.type == "ephemeral"
     assert again.mml is not None and '<mml name="ticket">' in again.mml
@@ -230,16 +247,18 @@ def test_ticket_bad_email_brings_the_form_back(client: TestClient) -> None:
     assert again.state == {"ticket_summary": "printer on fire"}
 
 
+@TICKET_RENDERS_BADLY
 def test_ticket_bad_priority(client: TestClient) -> None:
     prompt = client.command("/ticket printer on fire")
-    again = prompt.submit(email="ann@example.com", priority="urgent", action="confirm")
+    again = prompt.submit("confirm", email="ann@example.com", priority="urgent")
     assert again.type == "ephemeral"
     assert again.mml is not None and "Please fix: priority" in again.mml
 
 
+@TICKET_RENDERS_BADLY
 def test_ticket_valid_submit_publishes(client: TestClient) -> None:
     prompt = client.command("/ticket printer on fire")
-    created = prompt.submit(email="ann@example.com", priority="high", action="confirm")
+    created = prompt.submit("confirm", email="ann@example.com", priority="high")
     assert created.status == 200
     assert created.type == "regular"
     assert created.text is not None
@@ -251,7 +270,8 @@ def test_ticket_valid_submit_publishes(client: TestClient) -> None:
     assert created.text.split()[1] == created.state["ticket_id"]
 
 
+@TICKET_RENDERS_BADLY
 def test_ticket_cancel_deletes(client: TestClient) -> None:
     prompt = client.command("/ticket printer on fire")
     assert prompt.click("Cancel").body == b'{"message":null}'
-    assert prompt.submit(action="cancel").deleted
+    assert prompt.submit("Cancel").deleted

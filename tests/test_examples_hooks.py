@@ -10,6 +10,9 @@ from botkit.testing import TestClient
 from examples.bot import bot
 from examples.moderation import mask_cards
 
+#: The examples must render as meant on both client lines (issue #21).
+pytestmark = pytest.mark.botkit_render_warnings("error", lines=["current", "mml"])
+
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from botkit import mml as m
-from botkit.core.render import LINES, RenderWarning, check_reply
+from botkit.core.render import LINES, RenderWarning, check_reply, check_update
 
 SVG = "data:image/svg+xml;base64,PHN2Zy8+"
 BUTTONS = [{"name": "action", "value": "go", "text": "Go", "type": "button"}]
@@ -231,7 +231,7 @@ def test_rule9_mml_content_the_text_does_not_carry() -> None:
     form = m.mml(m.text("Pick a colour"), m.button_list(m.button("Red", name="c", value="r")))
     assert codes({"text": "Colours", "mml": str(form)}) == [(9, "mml-invisible", "mml")]
     warning = check_reply({"text": "Colours", "mml": str(form)})[0]
-    assert "'Pick a colour', '[Red]'" in warning.text
+    assert "the MML holds 1 line of text and the button [Red] that" in warning.text
 
 
 def test_rule9_mml_content_the_reply_carries_too() -> None:
@@ -249,6 +249,45 @@ def test_rule9_is_for_the_current_line_only() -> None:
     assert check_reply({"text": "Your email?", "mml": str(FORM)}, "mml") == []
 
 
+# -- rule 8 (mml line): a redraw that moves the inputs -------------------------------------
+
+
+def ticket_form(*notes: str, email: str | None = None) -> dict[str, Any]:
+    form = m.mml(
+        *[m.text(n) for n in notes],
+        m.input_("email", value=email),
+        m.input_("priority", value="normal"),
+        m.button_list(m.button("Confirm", name="action", value="confirm")),
+        name="ticket",
+    )
+    return {"text": "A ticket?", "mml": str(form)}
+
+
+def test_rule8_an_error_note_above_the_inputs_shifts_them() -> None:
+    before, after = ticket_form(), ticket_form("⚠ Please fix: email", email="nope")
+    assert [(w.rule, w.code, w.where) for w in check_update(before, after)] == [
+        (8, "input-shifted", "mml input 'email'")
+    ]
+    (warning,) = check_update(before, after, "mml")
+    assert "shows what the user typed into 'priority'" in warning.text
+
+
+def test_rule8_a_note_that_is_always_there_keeps_them_in_place() -> None:
+    before = ticket_form("")
+    after = ticket_form("⚠ Please fix: email", email="nope")
+    assert check_update(before, after) == []
+    assert check_update(ticket_form(), ticket_form(email="a@b.example")) == []
+
+
+def test_check_update_only_where_there_is_a_redraw_of_mml() -> None:
+    before, after = ticket_form(), ticket_form("⚠ Please fix: email")
+    assert check_update(before, after, "current") == []  # no MML on the current line
+    assert check_update(None, after) == check_update(before, None) == []
+    assert check_update({"text": "x"}, after) == []
+    with pytest.raises(ValueError, match="unknown client line"):
+        check_update(before, after, "v12")
+
+
 def test_unreadable_or_empty_mml_is_left_alone() -> None:
     assert check_reply({"text": "x", "mml": "   "}) == []
     assert check_reply({"text": "x", "mml": "<mml><text>unclosed"}, "mml") == []
@@ -261,3 +300,43 @@ def test_odd_shapes_do_not_raise() -> None:
     }
     assert check_reply(message) == []
     assert check_reply({"attachments": {"not": "a list"}}) == []
+
+
+# -- in the pipeline: one WARNING per command reply, for the current line ------------------
+
+
+@pytest.mark.botkit_render_warnings("ignore")  # the log is under test here
+def test_the_pipeline_logs_a_replys_warnings_once(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from botkit import Attachment, Bot, CommandContext, Message
+
+    bot = Bot()
+
+    @bot.command("bad")
+    def bad(ctx: CommandContext) -> Message:
+        card = Attachment(type="image", image_url=SVG, thumb_url="javascript:x")
+        return Message.ephemeral("Your email?", attachments=[card], mml=str(FORM))
+
+    @bot.command("mmlonly")
+    def mml_only(ctx: CommandContext) -> Message:  # a problem of the MML line only
+        form = m.mml(m.text("Pick one"), m.input_("x", value="1"), name="f")
+        return Message.ephemeral("Pick one", mml=form)
+
+    @bot.command("plain")
+    def plain(ctx: CommandContext) -> str:
+        return "hello"
+
+    with bot.test_client() as client, caplog.at_level(logging.WARNING, logger="botkit"):
+        client.command("/plain")
+        client.command("/mmlonly")
+        assert caplog.records == []
+        client.command("/bad")
+    (record,) = caplog.records
+    text = record.getMessage()
+    assert record.levelno == logging.WARNING
+    assert text.startswith("/bad: Stream's current client will not show this reply as built: ")
+    assert "attachments[0].image_url is a data: URL" in text
+    assert "attachments[0].thumb_url is a javascript: URL" in text
+    assert "(rule 9, mml-only-input)" in text
+    assert "Your email?" not in text  # what the reply says stays out of the log

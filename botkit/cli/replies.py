@@ -1,5 +1,6 @@
-"""Reading a bot's reply as a terminal shows it: its text, attachments, state and the
-buttons ``botkit send --click`` can press (attachment actions and MML forms)."""
+"""Reading a bot's reply as a terminal shows it: its text, attachments, state, the
+buttons ``botkit send --click`` can press (attachment actions and MML forms) and what
+Stream's client lines will show differently (the render check)."""
 
 from __future__ import annotations
 
@@ -135,6 +136,27 @@ def describe_message(message: Mapping[str, Any] | None, *, deleted: bool = False
             where = " (mml form)" if b.source == "mml" else ""
             lines.append(f"    [{i}] {b.label}  {pairs}{where}")
     return lines
+
+
+def describe_warnings(
+    message: Mapping[str, Any] | None, before: Mapping[str, Any] | None = None
+) -> list[str]:
+    """What Stream's client lines show differently from ``message`` (redrawn over the
+    clicked message ``before``), as terminal lines: each warning once, with the lines it
+    holds for (``current``, ``mml``)."""
+    from ..core.render import LINES, check_reply, check_update
+
+    found: dict[tuple[int, str, str, str], list[str]] = {}
+    for line in LINES:
+        for w in check_reply(message, line) + check_update(before, message, line):
+            found.setdefault((w.rule, w.code, w.where, w.text), []).append(line)
+    if not found:
+        return []
+    out = ["  what Stream's clients will show differently (README: What Stream's clients show):"]
+    for (rule, _code, where, text), lines in found.items():
+        said = text if text.startswith(where) else f"{where}: {text}"
+        out.append(f"    [{', '.join(lines)}] rule {rule}: {said}")
+    return out
 
 
 def parse_click(spec: str, message: Mapping[str, Any] | None) -> dict[str, str]:

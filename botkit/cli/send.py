@@ -16,7 +16,7 @@ import click
 
 from ..core.config import DEV_API_KEY, DEV_API_SECRET
 from .common import CONTEXT, fail, webhook_prefix
-from .replies import describe_message, parse_click, short
+from .replies import describe_message, describe_warnings, parse_click, short
 
 if TYPE_CHECKING:
     import requests
@@ -137,8 +137,13 @@ def _show(kind: str, sent: Mapping[str, Any], delivery: Delivery, raw: bool) -> 
     if kind == "push":
         click.echo("  " + json.dumps(data))
         return
-    for line in describe_message(
-        data.get("message"), deleted="message" in data and data["message"] is None
+    reply = data.get("message")
+    for line in describe_message(reply, deleted="message" in data and reply is None):
+        click.echo(line)
+    clicked = sent.get("message") if "form_data" in sent else None
+    for line in describe_warnings(
+        reply if isinstance(reply, Mapping) else None,
+        clicked if isinstance(clicked, Mapping) else None,
     ):
         click.echo(line)
 

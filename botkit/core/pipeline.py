@@ -22,6 +22,7 @@ from .config import Config
 from .context import CommandContext, custom_fields
 from .forms import load_form
 from .messages import Message, coerce_reply
+from .render import check_reply
 from .schemas import (
     MESSAGE_FIELDS,
     InvalidPayload,
@@ -231,7 +232,7 @@ def command_reply(ctx: CommandContext, msg: Message, outcome: str = "ok") -> Ans
             full = failure_message(ctx, ref).merge_into(ctx.message)
             outcome = "error"
         else:
-            _warn_hidden_buttons(ctx.command, full)
+            _warn_render_problems(ctx.command, full)
     try:
         body = dumps({"message": full})
     except (TypeError, ValueError, RecursionError) as exc:
@@ -246,18 +247,16 @@ def _plain(message: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k in MESSAGE_FIELDS}
 
 
-def _warn_hidden_buttons(command: str, message: Mapping[str, Any]) -> None:
-    for attachment in message.get("attachments") or ():
-        if not isinstance(attachment, Mapping) or not attachment.get("actions"):
-            continue
-        if attachment.get("type") in ("giphy", "image"):
-            continue
-        if attachment.get("title_link") or attachment.get("og_scrape_url"):
-            continue
+def _warn_render_problems(command: str, message: Mapping[str, Any]) -> None:
+    """Log once what Stream's current client shows differently from this reply."""
+    if not message.get("attachments") and not message.get("mml"):
+        return  # plain text renders as written: no call on the hot path
+    warnings = check_reply(message, "current")
+    if warnings:
         log.warning(
-            "/%s: an attachment has buttons but no title_link (and is not of type giphy "
-            "or image): current Stream React clients will not show its buttons",
+            "/%s: Stream's current client will not show this reply as built: %s",
             command,
+            "; ".join(str(w) for w in warnings),
         )
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
-__all__ = ["LINES", "RenderWarning", "check_reply"]
+__all__ = ["LINES", "RenderWarning", "check_reply", "check_update"]
 
 #: The client lines a reply can be checked for: ``current`` (14.x, no MML) and ``mml``
 #: (13.1 and older, MML rendered by mml-react).
@@ -72,33 +72,39 @@ _REFUSED_SCHEME = re.compile(r"[^\w]*(javascript|data|vbscript)", re.IGNORECASE)
 
 
 def _refused_scheme(url: Any) -> str | None:
-    if not isinstance(url, str) or ":" not in url:
-        return None
-    scheme = _IGNORED_CHARS.sub("", url).split(":", 1)[0]
-    match = _REFUSED_SCHEME.match(scheme)
+    if not isinstance(url, str) or url.startswith(("https:", "http:")):
+        return None  # nearly every URL: answered without a regex
+    scheme, colon, _ = url.partition(":")
+    if not colon:
+        return None  # a relative URL
+    match = _REFUSED_SCHEME.match(_IGNORED_CHARS.sub("", scheme))
     return match.group(1).lower() if match else None
 
 
-def _refused_urls(attachment: Mapping[str, Any], at: str) -> Iterator[RenderWarning]:
+def _refused_urls(attachment: Mapping[str, Any], at: str) -> list[RenderWarning]:
+    found: list[tuple[str, str, str]] = []  # where, scheme, what the user sees
     for key, consequence in _URL_FIELDS.items():
-        yield from _refused(attachment.get(key), f"{at}.{key}", consequence)
+        scheme = _refused_scheme(attachment.get(key))
+        if scheme is not None:
+            found.append((f"{at}.{key}", scheme, consequence))
     giphy = attachment.get("giphy")
     if isinstance(giphy, Mapping):
         for name, rendition in giphy.items():
-            if isinstance(rendition, Mapping):
-                yield from _refused(rendition.get("url"), f"{at}.giphy.{name}.url", _PICTURE)
-
-
-def _refused(url: Any, where: str, consequence: str) -> Iterator[RenderWarning]:
-    scheme = _refused_scheme(url)
-    if scheme is not None:
-        yield RenderWarning(
+            scheme = (
+                _refused_scheme(rendition.get("url")) if isinstance(rendition, Mapping) else None
+            )
+            if scheme is not None:
+                found.append((f"{at}.giphy.{name}.url", scheme, _PICTURE))
+    return [
+        RenderWarning(
             1,
             "refused-url",
             f"{where} is a {scheme}: URL: Stream's client replaces it with about:blank "
             f"and {consequence}",
             where,
         )
+        for where, scheme, consequence in found
+    ]
 
 
 # -- rules 2 and 3: buttons ---------------------------------------------------------------
@@ -122,25 +128,46 @@ def _norm(text: str) -> str:
 
 
 @dataclass
-class _Form:
-    """What a client line can show of an MML tree."""
+class Form:
+    """What an MML tree holds, as a client reads it (for botkit's own tools)."""
 
+    name: str | None = None  # the root's name: sent as mml_name
     lines: list[str] = field(default_factory=list)  # text and md, line by line
     buttons: list[tuple[str, str, str]] = field(default_factory=list)  # label, name, value
     links: list[str] = field(default_factory=list)  # link buttons' labels
     fields: list[tuple[str, str, bool]] = field(default_factory=list)  # tag, name, has value
+    #: The values a client submits without the user typing: name -> the initial value of
+    #: every input, number and scheduler that has one (hidden inputs included).
+    values: dict[str, str] = field(default_factory=dict)
+    #: Every element by its position (child indexes from the root), as mml-react keys
+    #: them: tag, name, and whether the user can type into it.
+    positions: dict[tuple[int, ...], tuple[str, str, bool]] = field(default_factory=dict)
 
 
 class _MMLReader(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.form = _Form()
+        self.form = Form()
         self._open: str | None = None  # text, md or button being read
+        self._tags: list[str] = []  # the open elements
+        self._path: list[int] = [0]  # the next child's index at each depth
         self._attrs: dict[str, str] = {}
         self._data: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
+        here = tuple(self._path)
+        self._path[-1] += 1
+        self._path.append(0)
+        self._tags.append(tag)
+        editable = tag in _FIELDS and a.get("type") != "hidden"
+        self.form.positions[here] = (tag, a.get("name", ""), editable)
+        if tag == "mml" and a.get("name"):
+            self.form.name = a["name"]
+        if tag in _FIELDS and a.get("name"):
+            initial = a.get("selected" if tag == "scheduler" else "value")
+            if initial is not None:
+                self.form.values[a["name"]] = initial
         if tag in ("text", "md", "button"):
             self._open, self._attrs, self._data = tag, a, []
         elif tag in _FIELDS and a.get("type") != "hidden":
@@ -152,6 +179,9 @@ class _MMLReader(HTMLParser):
             self._data.append(data)
 
     def handle_endtag(self, tag: str) -> None:
+        if self._tags and self._tags[-1] == tag:
+            self._tags.pop()
+            self._path.pop()
         if tag != self._open:
             return
         content = "".join(self._data)
@@ -167,7 +197,8 @@ class _MMLReader(HTMLParser):
         self._open = None
 
 
-def _read_mml(mml: str) -> _Form | None:
+def read_form(mml: str) -> Form | None:
+    """The form in ``mml``, or None when nothing in it is readable."""
     reader = _MMLReader()
     try:
         reader.feed(mml)
@@ -213,6 +244,8 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
     if not raw_attachments and not mml:
         return []  # the common case, on the hot path: plain text renders as written
     attachments = list(raw_attachments) if isinstance(raw_attachments, list) else []
+    mml_text = mml if isinstance(mml, str) and mml and not mml.isspace() else ""
+    has_mml = bool(mml_text)
     warnings: list[RenderWarning] = []
     visible_buttons: list[tuple[str, str, str, str]] = []  # where, label, name, value
     for i, attachment in enumerate(attachments):
@@ -230,8 +263,8 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
                     2,
                     "unsupported-attachment",
                     f"{at} is a {kind} attachment with buttons but no title_link: Stream's "
-                    'client shows an "Unsupported attachment" box instead of it, buttons '
-                    "and all; give it a title_link or make it an image attachment",
+                    'client will not show its buttons, it shows an "Unsupported attachment" '
+                    "box in its place; give it a title_link or make it an image attachment",
                     f"{at}.actions",
                 )
             )
@@ -247,11 +280,13 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
                     f"{at}.text",
                 )
             )
+        if not has_mml:
+            continue  # the buttons are compared with the MML's only
         for j, action in enumerate(actions):
             label = str(action.get("text") or action.get("value") or action.get("name") or "")
             name, value = str(action.get("name", "")), str(action.get("value", ""))
             visible_buttons.append((f"{at}.actions[{j}]", label, name, value))
-    form = _read_mml(mml) if isinstance(mml, str) and mml.strip() else None
+    form = read_form(mml_text) if has_mml else None
     if form is not None:
         if line == "mml":
             warnings += _shown_beside_mml(message, attachments, form, visible_buttons)
@@ -263,7 +298,7 @@ def check_reply(message: Mapping[str, Any] | None, line: str = "current") -> lis
 def _shown_beside_mml(
     message: Mapping[str, Any],
     attachments: list[Any],
-    form: _Form,
+    form: Form,
     buttons: list[tuple[str, str, str, str]],
 ) -> Iterator[RenderWarning]:
     """Rule 8: clients that render MML show the text and the attachments as well."""
@@ -298,7 +333,7 @@ def _shown_beside_mml(
 def _mml_not_shown(
     message: Mapping[str, Any],
     attachments: list[Any],
-    form: _Form,
+    form: Form,
     buttons: list[tuple[str, str, str, str]],
 ) -> Iterator[RenderWarning]:
     """Rule 9: the current client renders no MML; what only the MML holds is lost."""
@@ -319,20 +354,63 @@ def _mml_not_shown(
             f"mml {tag} {name!r}",
         )
     shown = _message_lines(message, attachments)
-    missing = [
+    lines = [
         line for line in form.lines if _norm(line) and not any(_norm(line) in s for s in shown)
     ]
-    if not form.fields:  # buttons of a form with inputs only submit that form
-        labels = {label.casefold() for _, label, _, _ in buttons}
-        missing += [f"[{b[0]}]" for b in form.buttons if b[0].casefold() not in labels]
-    missing += [f"[{label}]" for label in form.links if not any(_norm(label) in s for s in shown)]
-    if missing:
-        shown_list = ", ".join(repr(m) for m in missing[:3]) + (", ..." if len(missing) > 3 else "")
+    labels = [_norm(label) for _, label, _, _ in buttons]
+    hidden = [f"[{label}]" for label in form.links if not any(_norm(label) in s for s in shown)]
+    if not form.fields:  # the buttons of a form with inputs only submit that form
+        hidden += [f"[{b[0]}]" for b in form.buttons if _norm(b[0]) not in labels]
+    if lines or hidden:
+        # the words themselves stay out: this text goes to the log
+        parts = [f"{len(lines)} line{'s' if len(lines) > 1 else ''} of text"] if lines else []
+        parts += (
+            [f"the button{'s' if len(hidden) > 1 else ''} {' '.join(hidden)}"] if hidden else []
+        )
         yield RenderWarning(
             9,
             "mml-invisible",
-            f"the MML holds {shown_list}, which the message text and attachments do not: "
-            "the current client does not render MML, so its users never see it; say it "
-            "in the text or offer it as an attachment button too",
+            f"the MML holds {' and '.join(parts)} that the message text and attachments do "
+            "not: the current client does not render MML, so its users never see them; "
+            "say it in the text or offer it as an attachment button too",
             "mml",
         )
+
+
+def check_update(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any] | None, line: str = "mml"
+) -> list[RenderWarning]:
+    """What ``line`` shows wrongly when the message ``before`` is redrawn as ``after``
+    (the answer to a click or submit on it): rule 8, mml-react keys a form's elements by
+    position, so an input that moved to where another input was shows that one's value.
+
+    Typical cause: an error note inserted above the inputs. Keep the elements in place
+    (an empty note that is always there) or put the note in the message text. Only the
+    ``mml`` line renders MML; for ``current`` this is always empty.
+    """
+    if line not in LINES:
+        raise ValueError(f"unknown client line {line!r}: choose one of {', '.join(LINES)}")
+    if line != "mml" or not before or not after:
+        return []
+    old_mml, new_mml = before.get("mml"), after.get("mml")
+    if not (isinstance(old_mml, str) and isinstance(new_mml, str) and old_mml and new_mml):
+        return []
+    old, new = read_form(old_mml), read_form(new_mml)
+    if old is None or new is None:
+        return []
+    warnings = []
+    for path, (tag, name, editable) in new.positions.items():
+        was = old.positions.get(path)
+        if editable and was is not None and was[0] == tag and was[2] and was[1] != name:
+            warnings.append(
+                RenderWarning(
+                    8,
+                    "input-shifted",
+                    f"the MML {tag} {name!r} now stands where {was[1]!r} stood: mml-react "
+                    "keys inputs by position, so it shows what the user typed into "
+                    f"{was[1]!r}; keep the elements above the inputs the same (put an error "
+                    "note in the message text, or keep an empty note in place)",
+                    f"mml {tag} {name!r}",
+                )
+            )
+    return warnings
