@@ -20,7 +20,7 @@ from botkit import Action, Attachment, Bot, Config, Message
 from botkit import mml as m
 from botkit.adapters.playground import create_playground_app
 from botkit.core.config import DEV_API_KEY, DEV_API_SECRET
-from botkit.core.render import LINES, check_reply
+from botkit.core.render import LINES, check_reply, check_update
 from botkit.core.signing import KeyRing, sign
 from botkit.testing import encode
 
@@ -273,6 +273,26 @@ def test_replies_carry_the_render_checks_warnings_for_both_lines(api: Any) -> No
             (1, "attachments[0].image_url")
         ]
         assert set(call["warnings"][line][0]) == {"rule", "code", "text", "where"}
+
+
+def test_action_answers_carry_the_redraw_check_too() -> None:
+    bot = Bot()
+
+    def form(*above: Any) -> str:
+        return m.mml(*above, m.input_("a"), m.input_("b"), m.button("Go", name="x", value="go"))
+
+    @bot.command("f")
+    def f(ctx: Any) -> Message:
+        return Message.ephemeral("F", mml=form(m.text("Fix it")) if ctx.is_action else form())
+
+    client = bot.create_app(make_config()).test_client()
+    msg = post(client, "command", {"text": "/f"}).get_json()["response"]["body"]["message"]
+    call = post(client, "action", {"message": msg, "form_data": {"x": "go"}}).get_json()
+    after = call["response"]["body"]["message"]
+    shifted = [asdict(w) for w in check_update(msg, after, "mml")]
+    assert shifted and all(w["code"] == "input-shifted" for w in shifted)
+    assert call["warnings"]["mml"] == [asdict(w) for w in check_reply(after, "mml")] + shifted
+    assert call["warnings"]["current"] == [asdict(w) for w in check_reply(after, "current")]
 
 
 def test_deleted_or_failed_replies_carry_no_warnings(api: Any) -> None:
@@ -667,6 +687,13 @@ def test_mml_inputs_are_keyed_by_position_as_mml_react_does(page: Any, rules_ser
     form = item.locator("form.mml[data-mml-name='keyed']")
     expect(form.locator("input[name='first']")).to_have_value("typed")
     expect(form.locator("input[name='second']")).to_have_value("two")
+    # and the render check says so beside the reply
+    call = page.locator('.call[data-kind="action"]').first
+    before = json.loads(call.locator(".request-body").inner_text())["message"]
+    after = json.loads(call.locator(".response-body").inner_text())["message"]
+    expected = check_reply(after, "mml") + check_update(before, after, "mml")
+    assert any(w.code == "input-shifted" for w in expected)
+    assert shown_warnings(item) == [f"rule {w.rule} {w.text}" for w in expected]
     # A second error keeps the layout: nothing moves, the typed values stay.
     form.locator("input[name='first']").fill("one")
     form.get_by_role("button", name="Save").click()

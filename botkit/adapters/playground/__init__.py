@@ -39,7 +39,7 @@ from ...core.payloads import (
     signed_headers,
 )
 from ...core.payloads import user as make_user
-from ...core.render import LINES, check_reply
+from ...core.render import LINES, check_reply, check_update
 
 if TYPE_CHECKING:
     from ...core.bot import Bot
@@ -132,7 +132,10 @@ class _Caller:
         self.api_key = config.keyring.default_key
         self.secret = config.keyring.secret_for(self.api_key)
 
-    def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    def post(
+        self, path: str, payload: Mapping[str, Any], before: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Sign and send ``payload``; ``before`` is the message a click or submit redraws."""
         url = self.config.url_prefix + path
         body = encode(payload)
         headers = signed_headers(body, api_key=self.api_key, secret=self.secret)
@@ -148,13 +151,23 @@ class _Caller:
         }
         reply = answer.get("message") if isinstance(answer, dict) else None
         if response.status_code == 200 and isinstance(reply, dict):
-            call["warnings"] = _warnings(reply)
+            call["warnings"] = _warnings(reply, before)
         return call
 
 
-def _warnings(reply: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """What each client line will show differently from the reply's JSON (the render check)."""
-    return {line: [dataclasses.asdict(w) for w in check_reply(reply, line)] for line in LINES}
+def _warnings(
+    reply: Mapping[str, Any], before: Mapping[str, Any] | None
+) -> dict[str, list[dict[str, Any]]]:
+    """What each client line will show differently from the reply's JSON (the render
+    check), and, for the answer to a click or submit, what redrawing ``before`` as it
+    gets wrong."""
+    return {
+        line: [
+            dataclasses.asdict(w)
+            for w in [*check_reply(reply, line), *check_update(before, reply, line)]
+        ]
+        for line in LINES
+    }
 
 
 def register_playground(app: Flask, bot: Bot, config: Config) -> None:
@@ -216,7 +229,7 @@ def register_playground(app: Flask, bot: Bot, config: Config) -> None:
         name = msg.get("command") or "mml"
         if not isinstance(name, str):
             raise BadRequest("'message.command' must be a string")
-        return _json(caller.post(f"/custom-commands?type={name}", payload))
+        return _json(caller.post(f"/custom-commands?type={name}", payload, before=msg))
 
     @bp.post("/api/before-send")
     def before_send() -> Response:
