@@ -171,6 +171,26 @@ def test_command_signs_and_sends_through_the_webhook_route(api: Any) -> None:
     assert [a["text"] for a in reply["attachments"][0]["actions"]] == ["Keep", "Drop"]
 
 
+def test_webhooks_are_addressed_to_the_host_the_page_came_from(small_bot: Any) -> None:
+    """A bot that builds URLs from its request (pictures it serves) gets the page's host."""
+    app = small_bot[0].create_app(make_config())
+    seen: list[tuple[str, str, str]] = []
+    inner = app.wsgi_app
+
+    def recorder(environ: Any, start_response: Any) -> Any:
+        if environ["PATH_INFO"].startswith("/webhooks/"):
+            seen.append((environ["wsgi.url_scheme"], environ["HTTP_HOST"], environ["PATH_INFO"]))
+        return inner(environ, start_response)
+
+    app.wsgi_app = recorder  # type: ignore[method-assign]
+    client = app.test_client()
+    call = client.post(
+        "/playground/api/command", json={"text": "/roll"}, base_url="https://127.0.0.1:5555/"
+    ).get_json()
+    assert call["response"]["status"] == 200
+    assert seen == [("https", "127.0.0.1:5555", "/webhooks/stream/custom-commands")]
+
+
 def test_action_publishes_and_deletes(api: Any) -> None:
     msg = post(api, "command", {"text": "/roll"}).get_json()["response"]["body"]["message"]
     call = post(

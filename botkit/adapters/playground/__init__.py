@@ -140,8 +140,12 @@ class _Caller:
         body = encode(payload)
         headers = signed_headers(body, api_key=self.api_key, secret=self.secret)
         start = time.perf_counter()
-        # The test client goes through the same WSGI app, routes and pipeline as Stream.
-        response = self.app.test_client().post(url, data=body, headers=headers)
+        # The test client goes through the same WSGI app, routes and pipeline as Stream,
+        # addressed to the host the page came from: URLs the bot builds from its request
+        # (pictures it serves itself) then point where the browser can load them.
+        response = self.app.test_client().post(
+            url, data=body, headers=headers, base_url=request.host_url
+        )
         latency = (time.perf_counter() - start) * 1000
         answer = _parse(response.get_data())
         call: dict[str, Any] = {
