@@ -18,6 +18,10 @@ Each :class:`RenderWarning` names the rule of the reference it comes from (1-3, 
 a short ``code``, a sentence for the author (what the user will see, what to do) and
 ``where`` in the message it is. A reply with neither attachments nor MML costs a couple
 of dict lookups: the pipeline runs this on every command reply.
+
+One problem cannot be seen in one reply: mml-react keys a form's inputs by position, so
+a redraw that inserts an element above them (an error note) shows each input with its
+neighbour's value. :func:`check_update` compares the clicked message with the answer.
 """
 
 from __future__ import annotations
