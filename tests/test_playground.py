@@ -567,7 +567,10 @@ def test_rule1_refused_urls_show_a_placeholder_with_the_reason(line_page: LinePa
     expect(images.nth(0).locator("img")).to_have_count(0)
     # an http picture is shown, and loads
     expect(images.nth(1).locator("img")).to_have_attribute("src", url + "/pic.png")
-    loaded = "i => new Promise(r => i.complete ? r(i.naturalWidth) : (i.onload = () => r(i.naturalWidth)))"
+    loaded = (
+        "i => new Promise(r => i.complete ? r(i.naturalWidth)"
+        " : (i.onload = i.onerror = () => r(i.naturalWidth)))"
+    )
     assert images.nth(1).locator("img").evaluate(loaded) == 1
     card = item.locator(".att-card")
     expect(card.locator(".img-placeholder")).to_contain_text("vbscript: URL refused")
