@@ -1,8 +1,10 @@
 """The playground: a local page at ``/playground`` that plays Stream's part.
 
-Type ``/gif cats`` in a chat-like page and see the reply rendered as a Stream client
-would render it, click its buttons, submit its MML forms, and read beside it the exact
-signed request the bot received and what it answered.
+Type ``/gif cats`` in a chat-like page and see the reply rendered as Stream's React
+client renders it, for the client line picked on the page: ``current`` (stream-chat-react
+14.x, no MML) or ``mml`` (13.1, the last that renders MML). Click its buttons, submit its
+MML forms, and read beside it the exact signed request the bot received, what it
+answered, and the render check's warnings (:mod:`botkit.core.render`) for each line.
 
 The page never signs anything itself. It calls the small JSON endpoints below
 ``/playground/api/``; they build the webhook bodies with :mod:`botkit.core.payloads`'s
@@ -37,6 +39,7 @@ from ...core.payloads import (
     signed_headers,
 )
 from ...core.payloads import user as make_user
+from ...core.render import LINES, check_reply, check_update
 
 if TYPE_CHECKING:
     from ...core.bot import Bot
@@ -129,19 +132,46 @@ class _Caller:
         self.api_key = config.keyring.default_key
         self.secret = config.keyring.secret_for(self.api_key)
 
-    def post(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    def post(
+        self, path: str, payload: Mapping[str, Any], before: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Sign and send ``payload``; ``before`` is the message a click or submit redraws."""
         url = self.config.url_prefix + path
         body = encode(payload)
         headers = signed_headers(body, api_key=self.api_key, secret=self.secret)
         start = time.perf_counter()
-        # The test client goes through the same WSGI app, routes and pipeline as Stream.
-        response = self.app.test_client().post(url, data=body, headers=headers)
+        # The test client goes through the same WSGI app, routes and pipeline as Stream,
+        # addressed to the host the page came from: URLs the bot builds from its request
+        # (pictures it serves itself) then point where the browser can load them.
+        response = self.app.test_client().post(
+            url, data=body, headers=headers, base_url=request.host_url
+        )
         latency = (time.perf_counter() - start) * 1000
-        return {
+        answer = _parse(response.get_data())
+        call: dict[str, Any] = {
             "request": {"method": "POST", "path": url, "headers": headers, "body": payload},
-            "response": {"status": response.status_code, "body": _parse(response.get_data())},
+            "response": {"status": response.status_code, "body": answer},
             "latency_ms": round(latency, 1),
         }
+        reply = answer.get("message") if isinstance(answer, dict) else None
+        if response.status_code == 200 and isinstance(reply, dict):
+            call["warnings"] = _warnings(reply, before)
+        return call
+
+
+def _warnings(
+    reply: Mapping[str, Any], before: Mapping[str, Any] | None
+) -> dict[str, list[dict[str, Any]]]:
+    """What each client line will show differently from the reply's JSON (the render
+    check), and, for the answer to a click or submit, what redrawing ``before`` as it
+    gets wrong."""
+    return {
+        line: [
+            dataclasses.asdict(w)
+            for w in [*check_reply(reply, line), *check_update(before, reply, line)]
+        ]
+        for line in LINES
+    }
 
 
 def register_playground(app: Flask, bot: Bot, config: Config) -> None:
@@ -203,7 +233,7 @@ def register_playground(app: Flask, bot: Bot, config: Config) -> None:
         name = msg.get("command") or "mml"
         if not isinstance(name, str):
             raise BadRequest("'message.command' must be a string")
-        return _json(caller.post(f"/custom-commands?type={name}", payload))
+        return _json(caller.post(f"/custom-commands?type={name}", payload, before=msg))
 
     @bp.post("/api/before-send")
     def before_send() -> Response:

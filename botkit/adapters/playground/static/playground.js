@@ -14,9 +14,10 @@
   const state = {
     commands: [],
     cid: "messaging:playground",
-    items: new Map(), // key -> {msg, node, badges, problem}
+    items: new Map(), // key -> {msg, node, badges, problem, warnings, line}
     selected: -1,
     calls: 0,
+    line: "current",
   };
 
   // -- the server ------------------------------------------------------------------
@@ -98,6 +99,38 @@
     $("calls").prepend(entry);
   }
 
+  // -- the client line -------------------------------------------------------------
+
+  const LINE_KEY = "botkit.playground.line";
+
+  /** The line asked for in the URL (?line=mml), else the one kept from last time. */
+  function initialLine() {
+    const asked = new URLSearchParams(window.location.search).get("line");
+    if (asked && R.LINES[asked]) return asked;
+    try {
+      const kept = window.localStorage.getItem(LINE_KEY);
+      if (kept && R.LINES[kept]) return kept;
+    } catch (e) {
+      /* storage can be off: the default line then */
+    }
+    return "current";
+  }
+
+  function setLine(line) {
+    state.line = R.LINES[line] ? line : "current";
+    $("line").value = state.line;
+    document.body.dataset.line = state.line;
+    try {
+      window.localStorage.setItem(LINE_KEY, state.line);
+    } catch (e) {
+      /* not kept across reloads then; the URL still says it */
+    }
+    const url = new URL(window.location.href);
+    url.searchParams.set("line", state.line);
+    window.history.replaceState(null, "", url);
+    for (const [key, item] of state.items) draw(key, item, { fresh: true });
+  }
+
   // -- the channel -----------------------------------------------------------------
 
   function scrollDown() {
@@ -105,18 +138,48 @@
     list.scrollTop = list.scrollHeight;
   }
 
-  function show(key, msg, extra = {}) {
-    $("empty").hidden = true;
-    const item = { msg, badges: extra.badges || [], problem: extra.problem || "" };
-    item.node = R.message(msg, {
+  function warningsOf(call) {
+    return (call && call.warnings) || null;
+  }
+
+  /**
+   * Draw ``item`` for the current line. A redraw of the same message on the same line
+   * keeps its MML inputs' state, as the client's components stay mounted.
+   */
+  function draw(key, item, { fresh = false, previous = null } = {}) {
+    const node = R.message(item.msg, {
+      line: state.line,
       badges: item.badges,
       problem: item.problem,
+      warnings: item.warnings ? item.warnings[state.line] : null,
+      previous: fresh ? null : previous,
       action: (formData, control) => act(key, formData, control),
     });
-    item.node.dataset.key = key;
+    node.dataset.key = key;
+    if (item.node && item.node.isConnected) item.node.replaceWith(node);
+    item.node = node;
+    return node;
+  }
+
+  function show(key, msg, extra = {}) {
+    $("empty").hidden = true;
     const old = state.items.get(key);
-    if (old && old.node.isConnected) old.node.replaceWith(item.node);
-    else $("messages").append(item.node);
+    const item = {
+      msg,
+      badges: extra.badges || [],
+      problem: extra.problem || "",
+      warnings: extra.warnings || null,
+      node: old ? old.node : null,
+    };
+    // rule 7: the client redraws a message only when its updated_at changed
+    const same = old && old.node && old.node.isConnected && old.msg.updated_at === msg.updated_at;
+    if (same && !extra.problem && !old.problem) {
+      Object.assign(old, { msg, warnings: extra.warnings || old.warnings });
+      setBusy(old.node, false);
+      return old;
+    }
+    draw(key, item, { previous: old && old.node });
+    if (!item.node.isConnected) $("messages").append(item.node);
     state.items.set(key, item);
     scrollDown();
     return item;
@@ -164,7 +227,8 @@
       return;
     }
     const msg = Object.assign({}, sent, reply);
-    show(sent.id, msg);
+    msg.updated_at = now(); // Stream stamps the message it stores
+    show(sent.id, msg, { warnings: warningsOf(call) });
     if ((msg.type || "regular") === "regular") await push(msg);
   }
 
@@ -179,8 +243,8 @@
       msg = Object.assign({}, sent, reply);
       if (reply.type === "error") {
         msg.id = newId();
-        msg.created_at = now();
-        show(msg.id, msg, { badges: ["rejected by before-send"] });
+        msg.created_at = msg.updated_at = now();
+        show(msg.id, msg, { badges: ["rejected by before-send"], warnings: warningsOf(call) });
         return;
       }
       const changed = ["text", "attachments", "mml", "show_in_channel", "silent", "i18n"].some(
@@ -194,7 +258,7 @@
     msg.type = msg.type || "regular";
     msg.cid = state.cid;
     msg.created_at = msg.updated_at = now();
-    show(msg.id, msg, { badges });
+    show(msg.id, msg, { badges, warnings: warningsOf(call) });
     await push(msg);
   }
 
@@ -212,6 +276,7 @@
       if (!isReply(call)) {
         show(key, item.msg, {
           badges: item.badges,
+          warnings: item.warnings,
           problem: `The bot answered HTTP ${call.response.status}: Stream tells the user "Custom Command handler returned an error".`,
         });
         return;
@@ -223,11 +288,14 @@
       }
       const wasRegular = (item.msg.type || "regular") === "regular";
       const msg = Object.assign({}, item.msg, reply);
-      show(key, msg);
+      msg.updated_at = now(); // Stream stamps the answer it stores: the client redraws
+      show(key, msg, { warnings: warningsOf(call) });
       if (!wasRegular && (msg.type || "regular") === "regular") await push(msg);
     } catch (e) {
       const current = state.items.get(key);
-      if (current) show(key, current.msg, { badges: current.badges, problem: String(e.message || e) });
+      if (current) {
+        show(key, current.msg, { badges: current.badges, warnings: current.warnings, problem: String(e.message || e) });
+      }
     }
   }
 
@@ -323,6 +391,8 @@
   // -- start -----------------------------------------------------------------------
 
   async function start() {
+    setLine(initialLine());
+    $("line").addEventListener("change", () => setLine($("line").value));
     $("composer").addEventListener("submit", submit);
     $("input").addEventListener("input", () => {
       state.selected = 0;

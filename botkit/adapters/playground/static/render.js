@@ -1,10 +1,24 @@
-/* botkit playground: turn Stream messages into DOM, the way Stream clients show them.
+/* botkit playground: turn Stream messages into DOM the way Stream's React client shows them.
+ *
+ * Two client lines, as measured in the project's reference (stream-react-client.md):
+ *   "current"  stream-chat-react 14.x: no MML, error messages look like any message;
+ *   "mml"      stream-chat-react 13.1, the last with MML (mml-react): MML shows together
+ *              with the text and the attachments, errors read "Error · Unsent".
+ * The rule numbers in the comments are the reference's. Notes that are the playground's
+ * own (not something the client shows) carry the class ``pg-note``.
  *
  * Everything is built with createElement/textContent: no text from a message is ever
  * parsed as HTML. MML is parsed as XML by DOMParser and rebuilt tag by tag.
  */
 (function () {
   "use strict";
+
+  const md = window.BotkitMarkdown;
+
+  const LINES = {
+    current: { label: "current · stream-chat-react 14.x", mml: false, errorLabel: false },
+    mml: { label: "mml · stream-chat-react 13.1", mml: true, errorLabel: true },
+  };
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -22,165 +36,132 @@
     return node;
   }
 
-  // -- URLs -------------------------------------------------------------------------
+  const note = (text, extra) => el("div", { class: `pg-note ${extra || ""}`.trim(), text });
 
-  function safeUrl(url, { image = false } = {}) {
-    if (typeof url !== "string" || !url.trim()) return null;
-    const value = url.trim();
-    if (image && /^data:image\/(png|gif|jpe?g|webp|svg\+xml)[;,]/i.test(value)) return value;
-    try {
-      const parsed = new URL(value, window.location.href);
-      if (["http:", "https:"].includes(parsed.protocol)) return parsed.href;
-      if (!image && parsed.protocol === "mailto:") return parsed.href;
-    } catch (e) {
-      /* not a URL */
+  // -- URLs (rule 1) ----------------------------------------------------------------
+
+  /**
+   * What the client does with a URL: ``{ok, url}`` when it loads, ``{ok: false, reason}``
+   * when it does not. @braintree/sanitize-url drops control characters, then turns any
+   * scheme starting with javascript, data or vbscript into about:blank.
+   */
+  function checkUrl(url, what = "picture") {
+    if (typeof url !== "string" || !url.trim()) return { ok: false, reason: `no ${what} URL` };
+    const value = url.replace(/[\u0000-\u0020\u007f-\u009f\u2000-\u200d\ufeff]/g, "");
+    const scheme = /^([^:/?#]+):/.exec(value);
+    const refused = scheme && /^[^\w]*(javascript|data|vbscript)/i.exec(scheme[1]);
+    if (refused) {
+      const name = refused[1].toLowerCase();
+      return {
+        ok: false,
+        refused: name,
+        reason: `${name}: URL refused: Stream's client sanitises it to about:blank`,
+      };
     }
-    return null;
+    if (/^https?:\/\//i.test(url.trim())) return { ok: true, url: url.trim() };
+    return { ok: false, reason: `not an http(s) URL: only http(s) ${what}s load in the client` };
+  }
+
+  function picture(url, alt) {
+    const check = checkUrl(url);
+    if (check.ok) return el("img", { src: check.url, alt: alt || "", loading: "lazy" });
+    return el(
+      "div",
+      { class: "img-placeholder", role: "img", "aria-label": `picture not shown: ${check.reason}`, dataset: { url: String(url || "") } },
+      [el("span", { class: "img-placeholder-icon", "aria-hidden": "true" }), el("span", { class: "img-placeholder-reason", text: check.reason })]
+    );
   }
 
   function link(url, children) {
-    const href = safeUrl(url);
+    const href = md.linkHref(url);
     if (!href) return el("span", {}, children);
     return el("a", { href, target: "_blank", rel: "noopener noreferrer" }, children);
   }
 
-  // -- markdown (the subset Stream clients render in a message) ----------------------
+  // -- attachments (rules 1-5) -----------------------------------------------------
 
-  const INLINE = [
-    { kind: "code", re: /`([^`\n]+)`/ },
-    { kind: "link", re: /\[([^\]\n]+)\]\(([^)\s]+)\)/ },
-    { kind: "strong", re: /\*\*([^*\n]+?)\*\*|__([^_\n]+?)__/ },
-    { kind: "del", re: /~~([^~\n]+?)~~/ },
-    { kind: "em", re: /\*([^*\n]+?)\*|(?:^|(?<=[\s(]))_([^_\n]+?)_(?=$|[\s).,!?;:])/ },
-    { kind: "url", re: /\bhttps?:\/\/[^\s<>"]*[^\s<>".,;:!?)\]'’]/ },
-  ];
+  const hasActions = (att) => Array.isArray(att.actions) && att.actions.length > 0;
 
-  function inline(text) {
-    const out = [];
-    let rest = text;
-    while (rest) {
-      let best = null;
-      for (const rule of INLINE) {
-        const m = rule.re.exec(rest);
-        if (m && (best === null || m.index < best.m.index)) best = { rule, m };
-      }
-      if (!best) {
-        out.push(document.createTextNode(rest));
-        break;
-      }
-      const { rule, m } = best;
-      if (m.index) out.push(document.createTextNode(rest.slice(0, m.index)));
-      const inner = m[1] !== undefined ? m[1] : m[2];
-      if (rule.kind === "code") out.push(el("code", { text: inner }));
-      else if (rule.kind === "link") out.push(link(m[2], inline(m[1])));
-      else if (rule.kind === "url") out.push(link(m[0], [m[0]]));
-      else out.push(el(rule.kind, {}, inline(inner)));
-      rest = rest.slice(m.index + m[0].length);
-    }
-    return out;
+  /** How the client shows an attachment: giphy, image, card or unsupported (rule 2). */
+  function kindOf(att) {
+    if (att.type === "giphy") return "giphy";
+    if (att.type === "image" && !att.title_link) return "image";
+    if (hasActions(att) && !att.title_link) return "unsupported";
+    return "card";
   }
 
-  /** A fragment with ``text`` rendered as markdown: bold, italic, strike, code, links. */
-  function markdown(text) {
-    const frag = document.createDocumentFragment();
-    const parts = String(text || "").split(/```(?:[a-z0-9_-]*\n)?([\s\S]*?)```/i);
-    parts.forEach((part, i) => {
-      if (i % 2 === 1) {
-        frag.append(el("pre", {}, el("code", { text: part.replace(/\n$/, "") })));
-        return;
-      }
-      const lines = part.split("\n");
-      lines.forEach((line, j) => {
-        if (j) frag.append(el("br"));
-        frag.append(...inline(line));
+  /** The button row: the attachment's text again (rule 3), then one button per action. */
+  function actionRow(att, onAction) {
+    if (!hasActions(att)) return null;
+    const row = el("div", { class: "att-actions" });
+    if (att.text) row.append(el("span", { class: "att-actions-text", text: String(att.text) }));
+    for (const action of att.actions) {
+      const name = String((action && action.name) || "");
+      const value = String(action && action.value !== undefined && action.value !== null ? action.value : "");
+      const button = el("button", {
+        type: "button",
+        class: `action action--${(action && action.style) || "default"}`,
+        text: (action && action.text) || value || name,
+        dataset: { name, value },
       });
-    });
-    return frag;
+      // rule 4: a click sends exactly one pair, the button's name and value
+      button.addEventListener("click", () => onAction({ [name]: value }, button));
+      row.append(button);
+    }
+    return row;
   }
 
-  // -- attachments ------------------------------------------------------------------
+  // Slack-style fields the React client does not draw: say so instead of drawing them.
+  const NOT_SHOWN = ["pretext", "fields", "footer", "color", "author_icon", "footer_icon"];
 
-  function actionButtons(actions, onAction) {
-    if (!Array.isArray(actions) || !actions.length) return null;
-    return el(
-      "div",
-      { class: "att-actions" },
-      actions.map((action) => {
-        const button = el("button", {
-          type: "button",
-          class: `action action--${action.style || "default"}`,
-          text: action.text || action.value || action.name,
-          dataset: { name: action.name || "", value: action.value || "" },
-        });
-        button.addEventListener("click", () =>
-          onAction({ [String(action.name || "")]: String(action.value ?? "") }, button)
-        );
-        return button;
-      })
-    );
-  }
-
-  function imageOf(att) {
-    const giphy = att.giphy || {};
-    const rendition = giphy.fixed_height || giphy.original || {};
-    return safeUrl(rendition.url || att.image_url || att.thumb_url, { image: true });
-  }
-
-  /** One attachment, with its buttons calling ``onAction(form_data)``. */
-  function attachment(att, onAction) {
-    const kind = att.type || "";
-    const box = el("div", {
-      class: `attachment att-${kind.replace(/[^a-z0-9_-]/gi, "") || "unknown"}`,
-      dataset: { type: kind },
-    });
-    if (att.color) box.style.borderLeftColor = att.color;
-    if (att.pretext) box.append(el("div", { class: "att-pretext" }, markdown(att.pretext)));
-    if (att.author_name) {
-      box.append(el("div", { class: "att-author" }, link(att.author_link, [att.author_name])));
+  function attachment(att, onAction, { ephemeral = false } = {}) {
+    const kind = kindOf(att);
+    const type = typeof att.type === "string" ? att.type : "";
+    const box = el("div", { class: `attachment att-${kind}`, dataset: { type, kind } });
+    if (kind === "unsupported") {
+      box.append(el("div", { class: "att-unsupported-label", text: "Unsupported attachment" }));
+      box.title = "A non-giphy, non-image attachment with buttons needs a title_link (rule 2)";
+      return box;
     }
-    const src = imageOf(att);
-    if (src) {
-      const img = el("img", { src, alt: att.title || att.fallback || "", loading: "lazy" });
-      box.append(el("div", { class: "att-media" }, img));
-      if (kind === "giphy") box.append(el("div", { class: "att-giphy-label", text: "GIPHY" }));
+    let media = null;
+    if (kind === "giphy") {
+      const giphy = att.giphy && typeof att.giphy === "object" ? att.giphy : {};
+      const rendition = giphy.fixed_height || giphy.original || {};
+      media = rendition.url || att.image_url || att.thumb_url;
+    } else {
+      media = att.image_url || att.thumb_url;
     }
-    if (att.title) {
-      const title = att.title_link ? link(att.title_link, [att.title]) : el("span", { text: att.title });
-      box.append(el("div", { class: "att-title" }, title));
+    if (media || kind === "image" || kind === "giphy") {
+      const shown = el("div", { class: "att-media" }, picture(media, att.fallback || att.title));
+      // rule 5: the ephemeral giphy preview carries a GIPHY badge
+      if (kind === "giphy" && ephemeral) shown.append(el("div", { class: "att-giphy-badge", text: "GIPHY" }));
+      box.append(shown);
     }
-    if (att.text) box.append(el("div", { class: "att-text" }, markdown(att.text)));
-    if (Array.isArray(att.fields) && att.fields.length) {
-      box.append(
-        el(
-          "dl",
-          { class: "att-fields" },
-          att.fields.map((f) =>
-            el("div", { class: f.short ? "field field--short" : "field" }, [
-              el("dt", { text: f.title || "" }),
-              el("dd", {}, markdown(f.value || "")),
-            ])
-          )
-        )
-      );
-    }
-    if (att.footer) box.append(el("div", { class: "att-footer", text: att.footer }));
-    const buttons = actionButtons(att.actions, onAction);
-    if (buttons) {
-      box.append(buttons);
-      const routed = kind === "giphy" || kind === "image" || att.title_link || att.og_scrape_url;
-      if (!routed) {
+    if (kind === "card" || kind === "giphy") {
+      if (att.title) box.append(el("div", { class: "att-title", text: String(att.title) }));
+      if (att.text) box.append(el("div", { class: "att-text", text: String(att.text) }));
+      if (att.title_link) {
+        const check = checkUrl(att.title_link, "link");
+        let host = "";
+        try {
+          host = check.ok ? new URL(check.url).host : "";
+        } catch (e) {
+          host = "";
+        }
         box.append(
-          el("div", {
-            class: "att-warning",
-            text: "Stream's React SDK hides these buttons: give the attachment a title_link or type giphy/image.",
-          })
+          el("div", { class: "att-source" }, check.ok ? link(check.url, [att.author_name || host]) : el("span", { text: att.author_name || "about:blank" }))
         );
+        if (!check.ok && check.refused) box.append(note(`title_link: ${check.reason}`, "att-link-refused"));
       }
     }
+    const row = actionRow(att, onAction);
+    if (row) box.append(row);
+    const hidden = NOT_SHOWN.filter((key) => att[key] !== undefined && att[key] !== null && att[key] !== "");
+    if (hidden.length) box.append(note(`not shown by Stream's React client: ${hidden.join(", ")}`, "att-not-shown"));
     return box;
   }
 
-  // -- MML --------------------------------------------------------------------------
+  // -- MML (13.1 only, rule 8) -----------------------------------------------------
 
   class MMLError extends Error {}
 
@@ -188,7 +169,9 @@
     const out = [];
     for (const child of node.childNodes) {
       if (child.nodeType === Node.TEXT_NODE) {
-        if (child.nodeValue.trim()) out.push(el("p", { class: "mml-text", text: child.nodeValue.trim() }));
+        if (child.nodeValue.trim()) {
+          out.push(el("p", { class: "mml-text", text: child.nodeValue.trim(), dataset: { mmlTag: "#text" } }));
+        }
       } else if (child.nodeType === Node.ELEMENT_NODE) {
         out.push(mmlNode(child, ctx));
       }
@@ -228,13 +211,12 @@
 
   const TAGS = {
     text: (n) => el("p", { class: "mml-text", text: n.textContent }),
-    md: (n) => el("div", { class: "mml-md" }, markdown(n.textContent)),
+    md: (n) => el("div", { class: "mml-md" }, md.markdown(n.textContent)),
     icon: (n) => el("span", { class: "mml-icon", title: "Material icon", text: attr(n, "name") || "icon" }),
     image: (n) => {
-      const src = safeUrl(attr(n, "src"), { image: true });
-      return src
-        ? el("img", { class: "mml-image", src, alt: attr(n, "alt") || "", title: attr(n, "title") })
-        : el("span", { class: "mml-missing", text: `[image ${attr(n, "alt") || ""}]` });
+      const shown = picture(attr(n, "src"), attr(n, "alt"));
+      shown.classList.add("mml-image");
+      return shown;
     },
     button: (n) => {
       const label = [];
@@ -323,7 +305,34 @@
     if (!render || !Object.prototype.hasOwnProperty.call(TAGS, node.tagName)) {
       throw new MMLError(`unknown tag <${node.tagName}>`);
     }
-    return render(node, ctx);
+    const out = render(node, ctx);
+    out.dataset.mmlTag = node.tagName;
+    return out;
+  }
+
+  // Elements whose value is the component's own state in mml-react.
+  const STATEFUL = new Set(["input", "number", "scheduler"]);
+  const valueOf = (node) => (node.matches("input") ? node : node.querySelector("input"));
+  const mmlKids = (node) => Array.from(node.querySelectorAll(":scope > [data-mml-tag]"));
+
+  /**
+   * Redraw a form as mml-react does: elements are keyed by their position, so where the
+   * new MML has the same tag at the same place as the old one, the element keeps its
+   * state (what is in its input) whatever the new MML says its value is. An error line
+   * inserted above the inputs makes each input show the previous one's value (rule 8).
+   */
+  function keepState(oldNode, newNode) {
+    const old = mmlKids(oldNode);
+    mmlKids(newNode).forEach((kid, i) => {
+      const before = old[i];
+      if (!before || before.dataset.mmlTag !== kid.dataset.mmlTag) return; // remounted
+      if (STATEFUL.has(kid.dataset.mmlTag)) {
+        const from = valueOf(before);
+        const to = valueOf(kid);
+        if (from && to) to.value = from.value;
+      }
+      keepState(before, kid);
+    });
   }
 
   /** The form data a submit sends: mml_name, every named field, the clicked button. */
@@ -339,6 +348,7 @@
         data[field.name] = field.value;
       }
     }
+    // mml-react sends the clicked button's name: value with the inputs (rule 8)
     if (submitter && submitter.name) data[submitter.name] = submitter.value;
     return data;
   }
@@ -377,47 +387,96 @@
     return form;
   }
 
-  // -- a whole message --------------------------------------------------------------
+  // -- a whole message ---------------------------------------------------------------
 
   function timeOf(message) {
     const date = new Date(message.created_at || Date.now());
     return isNaN(date) ? "" : date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   }
 
+  function warningList(warnings) {
+    if (!Array.isArray(warnings) || !warnings.length) return null;
+    return el(
+      "ul",
+      { class: "msg-warnings pg-note", "aria-label": "render check" },
+      warnings.map((w) =>
+        el("li", { class: "msg-warning", dataset: { rule: String(w.rule), code: String(w.code || "") } }, [
+          el("b", { text: `rule ${w.rule}` }),
+          " ",
+          String(w.text || ""),
+        ])
+      )
+    );
+  }
+
   /**
-   * One message as a list item. ``handlers.action(form_data, button)`` is called for a
-   * button click or an MML submit.
+   * One message as a list item, as the client line ``opts.line`` shows it.
+   * ``opts.action(form_data, control)`` is called for a button click or an MML submit;
+   * ``opts.previous`` is the item this one redraws (MML inputs keep their state);
+   * ``opts.warnings`` the render check's warnings for this line; ``opts.badges`` and
+   * ``opts.problem`` the playground's own notes.
    */
-  function message(msg, handlers) {
-    const type = msg.type || "regular";
+  function message(msg, opts) {
+    const line = LINES[opts.line] ? opts.line : "current";
+    const rules = LINES[line];
+    const type = typeof msg.type === "string" ? msg.type : "regular";
     const user = msg.user || {};
-    const name = user.name || user.id || "someone";
-    const item = el("li", { class: `msg msg--${type.replace(/[^a-z]/g, "")}`, dataset: { type, id: msg.id || "" } });
+    const name = String(user.name || user.id || "someone");
+    const atts = (Array.isArray(msg.attachments) ? msg.attachments : []).filter((a) => a && typeof a === "object");
+    const giphy = atts.some((a) => a.type === "giphy");
+    const item = el("li", {
+      class: `msg msg--${type.replace(/[^a-z]/g, "")}${giphy ? " msg--giphy" : ""}`,
+      dataset: { type, id: msg.id || "", line },
+    });
     item.append(el("div", { class: "avatar", "aria-hidden": "true", text: name.slice(0, 1).toUpperCase() }));
     const body = el("div", { class: "msg-body" });
     const meta = el("div", { class: "msg-meta" }, [
       el("span", { class: "author", text: name }),
       el("time", { text: timeOf(msg) }),
     ]);
-    if (msg.command) meta.append(el("span", { class: "badge", text: `/${msg.command}` }));
-    for (const note of handlers.badges || []) meta.append(el("span", { class: "badge badge--note", text: note }));
+    if (msg.command) meta.append(el("span", { class: "badge pg-note", text: `/${msg.command}` }));
+    if (type === "ephemeral" && !giphy) {
+      // rule 6: the client marks nothing; the playground says it, outside the message
+      meta.append(el("span", { class: "badge pg-note", title: "only the sender sees it; the client shows no mark", text: "ephemeral" }));
+    }
+    for (const text of opts.badges || []) meta.append(el("span", { class: "badge badge--note pg-note", text }));
     body.append(meta);
+    if (type === "error" && rules.errorLabel) {
+      // rule 6: 13.1 labels errors; 14.x gives the class no style at all
+      body.append(el("div", { class: "msg-error-label" }, [el("span", { class: "msg-error-icon", "aria-hidden": "true", text: "!" }), "Error · Unsent"]));
+    }
     const bubble = el("div", { class: "bubble" });
-    if (msg.text) bubble.append(el("div", { class: "msg-text" }, markdown(msg.text)));
-    const atts = Array.isArray(msg.attachments) ? msg.attachments : [];
     if (atts.length) {
-      bubble.append(el("div", { class: "attachments" }, atts.map((a) => attachment(a || {}, handlers.action))));
+      bubble.append(el("div", { class: "attachments" }, atts.map((a) => attachment(a, opts.action, { ephemeral: type === "ephemeral" }))));
     }
-    if (msg.mml) bubble.append(mml(msg.mml, handlers.action));
-    if (!bubble.childNodes.length) bubble.append(el("div", { class: "msg-text msg-empty", text: "(empty message)" }));
+    if (msg.text) {
+      const text = el("div", { class: "msg-text" }, md.markdown(msg.text));
+      // rule 5: with a giphy attachment the client hides the text (it is the command)
+      if (giphy) text.hidden = true;
+      bubble.append(text);
+    }
+    let form = null;
+    const hasMml = typeof msg.mml === "string" && msg.mml.trim();
+    if (hasMml && rules.mml) {
+      form = mml(msg.mml, opts.action);
+      bubble.append(form);
+    }
+    if (!Array.from(bubble.children).some((c) => !c.hidden)) {
+      bubble.append(el("div", { class: "msg-text msg-empty pg-note", text: "(nothing to show)" }));
+    }
     body.append(bubble);
-    if (handlers.problem) body.append(el("div", { class: "msg-problem", text: handlers.problem }));
-    if (type === "ephemeral" || type === "error") {
-      body.append(el("div", { class: "only-you", text: "Only visible to you" }));
-    }
+    if (hasMml && !rules.mml) body.append(note("MML is not shown by the current client", "mml-not-shown"));
+    if (type === "ephemeral" && giphy) body.append(el("div", { class: "only-you", text: "Only visible to you" }));
+    const warnings = warningList(opts.warnings);
+    if (warnings) body.append(warnings);
+    if (opts.problem) body.append(el("div", { class: "msg-problem pg-note", text: opts.problem }));
     item.append(body);
+    if (form && form.tagName === "FORM" && opts.previous) {
+      const before = opts.previous.querySelector("form.mml");
+      if (before) keepState(before, form);
+    }
     return item;
   }
 
-  window.BotkitRender = { el, markdown, attachment, mml, message, formData, safeUrl };
+  window.BotkitRender = { LINES, el, attachment, mml, message, formData, checkUrl, kindOf };
 })();
