@@ -1,7 +1,7 @@
 """The WSGI entry point: ``gunicorn wsgi:app`` serves the examples bot."""
 
-from examples.bot import bot, create_app
+from examples.bot import bot
 
-app = create_app()
+app = bot.create_app()
 
 __all__ = ["app", "bot"]

@@ -6,7 +6,8 @@ demo runs offline. (The name ``giphy`` itself is Stream's and cannot be a custom
 
 Stream's client shows only ``http(s)`` pictures (a ``data:`` URL becomes a grey
 placeholder), so the offline pictures are served by :data:`pictures`, a Flask blueprint
-the app registers (``wsgi.py`` does), at absolute URLs built from ``ctx.public_url``.
+the group registers on every app made from the bot, at absolute URLs built from
+``ctx.public_url``.
 Users' browsers load them, so the bot must be reachable at that address: set
 ``BOTKIT_PUBLIC_URL`` when the address Stream calls is not the public one.
 """
@@ -76,6 +77,9 @@ def picture(name: str) -> Response:
     response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+group.register_blueprint(pictures)
 
 
 def _topic(name: str) -> str:

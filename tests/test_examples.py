@@ -24,7 +24,6 @@ from botkit import Config
 from botkit.core.signing import KeyRing
 from botkit.testing import Reply, TestClient
 from examples import gif as gif_example
-from examples.bot import add_routes
 from examples.bot import bot as examples_bot
 
 KEY, SECRET = "examples-key", "examples-secret"
@@ -43,7 +42,6 @@ def make_client(**settings: Any) -> TestClient:
         **settings,
     )
     test_client = examples_bot.test_client(config=config, api_key=KEY, secret=SECRET)
-    add_routes(test_client.app)  # as wsgi.py does: the pictures /gif links to
     return test_client
 
 

@@ -236,3 +236,26 @@ def test_a_group_included_twice_is_still_included() -> None:
     assert first.commands["shared"] is second.commands["shared"] is shared
     with pytest.raises(SetupError, match="already included"):
         group.check(admins_only)
+
+
+def test_blueprints_of_the_bot_and_its_groups_are_served_by_every_app() -> None:
+    from flask import Blueprint
+
+    pages = Blueprint("pages", __name__)
+    pages.add_url_rule("/hello", "hello", lambda: "hi")
+    pictures = Blueprint("pictures", __name__)
+    pictures.add_url_rule("/cat.svg", "cat", lambda: "<svg/>")
+    group = CommandGroup()
+    group.register_blueprint(pictures, url_prefix="/img")
+    bot = Bot()
+    bot.register_blueprint(pages)
+    bot.include(group)
+    with bot.test_client() as client:
+        http = client.app.test_client()
+        assert http.get("/hello").text == "hi"
+        assert http.get("/img/cat.svg").text == "<svg/>"
+        client.command("/help")
+    with pytest.raises(SetupError):
+        bot.register_blueprint(Blueprint("late", __name__))
+    with pytest.raises(SetupError):
+        group.register_blueprint(Blueprint("late", __name__))

@@ -829,11 +829,7 @@ def test_example_bot_in_chromium(page: Any, line: str, tmp_path: Any) -> None:
     import examples.bot
 
     config = make_config(keyring=KeyRing({DEV_API_KEY: (DEV_API_SECRET,)}), dev_credentials=True)
-    app = create_playground_app(examples.bot.bot, config)
-    # Examples that serve their own pictures (/gif offline) add their routes this way.
-    add_routes = getattr(examples.bot, "add_routes", None)
-    if add_routes is not None:
-        add_routes(app)
+    app = create_playground_app(examples.bot.bot, config)  # with /gif's pictures route
     left = loopback_only(page)
     with wsgi_server(app) as url:
         errors = open_page(page, url, line)

@@ -333,6 +333,8 @@ def create_app(
         log.exception("unexpected error while serving %s", request.path)
         return Response(dumps({"error": "internal error"}), status=500, mimetype=_JSON)
 
+    for blueprint, options in bot.blueprints:
+        app.register_blueprint(blueprint, **options)
     if metrics_enabled():
         from .metrics import init_metrics
 

@@ -135,6 +135,8 @@ class Registry:
         self.event_handlers: list[EventHandler] = []
         self.error_handlers: dict[type[BaseException], Callable[..., Any]] = {}
         self.checks: list[Callable[..., Any]] = []
+        #: Flask blueprints every app made from this bot serves, with their options.
+        self.blueprints: list[tuple[Any, dict[str, Any]]] = []
 
     @property
     def started(self) -> bool:
@@ -274,6 +276,15 @@ class Registry:
             return func
 
         return decorator
+
+    @setupmethod
+    def register_blueprint(self, blueprint: Any, **options: Any) -> None:
+        """Serve a Flask blueprint (your own pages, pictures, callbacks) on every app made
+        from this bot: :meth:`Bot.create_app`, the test client and the playground.
+
+        ``options`` are Flask's ``app.register_blueprint`` options (``url_prefix``, ...).
+        """
+        self.blueprints.append((blueprint, options))
 
     @setupmethod
     def check(self, func: F) -> F:
@@ -426,6 +437,7 @@ class Bot(Registry):
             self.forms[name] = route
         self.hooks.extend(group.hooks)
         self.event_handlers.extend(group.event_handlers)
+        self.blueprints.extend(b for b in group.blueprints if b not in self.blueprints)
 
     @property
     def store(self) -> Store:
