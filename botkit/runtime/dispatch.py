@@ -200,6 +200,9 @@ class Dispatcher:
             return self._reject(delivery, got.reason, got.answer, got.detail)
         payload, body = got
         if delivery.kind == COMMAND:
+            refused = self._check_route(delivery, payload, command_type)
+            if refused is not None:
+                return refused
             run = self._command_runner(delivery, payload, command_type)
         elif delivery.kind == BEFORE_SEND:
             delivery.name = "before-send"
@@ -311,6 +314,29 @@ class Dispatcher:
 
     # -- custom commands --------------------------------------------------------------------
 
+    def _check_route(
+        self, delivery: Delivery, payload: dict[str, Any], command_type: str | None
+    ) -> Answer | None:
+        """Refuse a ``type`` (query or path: not signed) that names another command than
+        the signed ``message.command``: the signed body decides where a call goes.
+
+        An MML form's submit may come as ``type=mml``; its form is then the one the
+        signed ``form_data.mml_name`` names. Refused before the claim, like a bad
+        signature, so that the webhook id stays free for the true call.
+        """
+        signed = payload["message"].get("command")
+        if not signed or not command_type or command_type == signed:
+            return None
+        if command_type == "mml" and "mml_name" in (payload.get("form_data") or {}):
+            return None
+        delivery.name = signed
+        return self._reject(
+            delivery,
+            "route",
+            _WRONG_ROUTE,
+            f"type {command_type!r} but the signed message.command is {signed!r}",
+        )
+
     def _command_runner(
         self, delivery: Delivery, payload: dict[str, Any], command_type: str | None
     ) -> Runner:
@@ -355,5 +381,11 @@ class Dispatcher:
         return CommandRun(self, delivery, ctx, cmd, route)
 
 
+_WRONG_ROUTE = Answer(
+    400,
+    dumps({"error": "the type in the URL does not match the signed message.command"}),
+    "rejected-route",
+    cacheable=False,
+)
 #: The line the per-webhook log record names (the ``_finish`` method's).
 _FINISH_LINE = Dispatcher._finish.__code__.co_firstlineno
