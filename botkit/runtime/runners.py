@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
 from ..core import signals
@@ -235,10 +234,10 @@ class BeforeSendRun(Runner):
                 reply = coerce_reply(hook.func(ctx))
             except Exception as exc:
                 log.error(
-                    "before-send hook %s raised (webhook id %s)\n%s",
+                    "before-send hook %s raised (webhook id %s)",
                     hook.name,
                     self.delivery.webhook_id,
-                    traceback.format_exc(),
+                    exc_info=True,
                 )
                 signals.hook_failed.send(bot, ctx=ctx, exception=exc)
                 if hook.fail_closed:
