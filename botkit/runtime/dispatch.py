@@ -32,7 +32,7 @@ from ..core.pipeline import (
     dumps,
     read,
 )
-from .deadlines import AnsweredAtDeadline
+from .deadlines import AnsweredAtDeadline, RequestThreads
 from .runners import BeforeSendRun, CommandRun, PushRun, ReadyAnswer, Runner
 from .stores import StoreUnavailable
 
@@ -58,7 +58,7 @@ class Delivery:
     attempt: int
     deadline: float  # time.monotonic() by which it must be answered
     name: str = ""  # the command, "before-send" or the event type, for logs
-    start: float = 0.0
+    start: float = 0.0  # when the request reached botkit: its budget counts from here
     #: Sends the answer from another thread (the watchdog's), when the server allows it.
     early: Callable[[Answer], object] | None = None
     key: str | None = None  # the dedup key and fingerprint, once claimed
@@ -73,6 +73,8 @@ class Dispatcher:
         self.bot = runtime.bot
         self.config = runtime.config
         self.started = False
+        #: The web server's request threads: the web adapter counts them in and out.
+        self.threads = RequestThreads(self.config.request_threads)
 
     # -- the pipeline ------------------------------------------------------------------
 
@@ -83,8 +85,12 @@ class Dispatcher:
         headers: Headers,
         command_type: str | None = None,
         early: Callable[[Answer], object] | None = None,
+        arrived: float | None = None,
     ) -> Answer:
         """Answer one webhook. ``headers`` must look up names case-insensitively.
+
+        ``arrived`` is the ``time.monotonic()`` at which the request reached the server
+        (before it waited for a thread); the budget counts from there. Default: now.
 
         ``body`` is None when the web server refused it as too large before reading it:
         the call is then answered (413), logged and signalled like any other.
@@ -94,7 +100,7 @@ class Dispatcher:
         deadline (see :mod:`botkit.runtime.deadlines`). If it did, this raises
         :class:`~botkit.runtime.deadlines.AnsweredAtDeadline` once the handler has returned.
         """
-        start = time.monotonic()
+        start = time.monotonic() if arrived is None else arrived
         if not self.started:
             self.started = True
             self.bot.mark_started()
