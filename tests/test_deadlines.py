@@ -19,8 +19,9 @@ from botkit import BeforeSendContext, Bot, CommandContext, Config, Message
 from botkit.core.pipeline import Answer
 from botkit.core.signing import KeyRing
 from botkit.runtime import deadlines
-from botkit.runtime.deadlines import AnsweredAtDeadline, Watchdog
+from botkit.runtime.deadlines import AnsweredAtDeadline, RequestThreads, Watchdog
 from botkit.runtime.dispatch import Dispatcher
+from botkit.runtime.pool import HandlerPool
 from botkit.runtime.runtime import Runtime
 from botkit.runtime.tasks import TaskQueue
 from botkit.testing import before_send_payload, command_payload, encode, signed_headers
@@ -82,6 +83,127 @@ def test_inline_calls_are_bounded_and_slow_handlers_go_to_the_pool(
     monkeypatch.setattr(deadlines, "SLOW_FOR", 0.0)
     watchdog.mark_slow("/gif")
     assert watchdog.allows("/gif")  # the minute is over
+
+
+def test_a_burst_of_a_command_not_known_fast_runs_one_call_inline() -> None:
+    """Until one call of a command has shown it is quick, a burst of it would hold
+    ``max_calls`` request threads: only one runs inline, the others in the pool."""
+    watchdog = Watchdog(4)
+    far = time.monotonic() + 60
+    first = watchdog.admit("/new", far, lambda: None)
+    assert first is not None
+    assert watchdog.admit("/new", far, lambda: None) is None  # the probe runs
+    other = watchdog.admit("/other", far, lambda: None)  # another name may probe
+    assert other is not None
+    assert watchdog.finish(first) and watchdog.finish(other)  # both quick: known fast now
+    turns = [watchdog.admit("/new", far, lambda: None) for _ in range(5)]
+    assert [t is not None for t in turns] == [True, True, True, True, False]  # max_calls
+    for turn in turns[:4]:
+        assert turn is not None and watchdog.finish(turn)
+
+
+def test_admitted_calls_are_counted_until_their_thread_is_back() -> None:
+    """A call the watchdog answered still holds its request thread: it counts against
+    ``max_calls`` until the handler returns, or slow handlers would take every thread."""
+    watchdog = Watchdog(1)
+    answered = threading.Event()
+    turn = watchdog.admit("/stuck", time.monotonic() + 0.02, answered.set)
+    assert turn is not None and answered.wait(10)
+    assert watchdog.watching == 0  # answered: no longer watched...
+    assert watchdog.admit("/other", time.monotonic() + 60, lambda: None) is None  # ...but held
+    assert watchdog.finish(turn) is False
+    again = watchdog.admit("/other", time.monotonic() + 60, lambda: None)
+    assert again is not None and watchdog.finish(again)
+
+
+def test_a_waiter_gives_its_thread_up_once_every_request_thread_is_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    grace = 0.5  # longer than the 30 ms default, so that a loaded machine is still quick
+    monkeypatch.setattr(deadlines, "GRACE", grace)
+    threads = RequestThreads(2)
+    pool = HandlerPool(4)
+    release = threading.Event()
+    try:
+        threads.enter()
+        slow = pool.submit(release.wait, 10)
+        start = time.monotonic()
+        # Not full: waits for the handler until the deadline.
+        assert threads.wait(slow, start + grace + 0.2) is False
+        assert time.monotonic() - start >= grace + 0.2
+        # A quick handler answers for itself, full or not.
+        threads.enter()
+        assert threads.full
+        assert threads.wait(pool.submit(lambda: "quick"), time.monotonic() + 5) is True
+        # Full: a slow one gives the thread up after its grace, long before the deadline.
+        start = time.monotonic()
+        assert threads.wait(pool.submit(release.wait, 10), start + 5) is False
+        assert grace <= time.monotonic() - start < 4
+        # Past its grace and waiting when the last thread is taken: it stops at once.
+        threads.leave()
+        result: list[bool] = []
+        waiter = threading.Thread(
+            target=lambda: result.append(
+                threads.wait(pool.submit(release.wait, 10), time.monotonic() + 30)
+            )
+        )
+        waiter.start()
+        time.sleep(grace + 0.3)
+        assert result == []  # not full: still waiting
+        threads.enter()
+        waiter.join(5)
+        assert result == [False]
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_a_request_past_its_budget_is_answered_at_once_without_waiting_for_a_slot() -> None:
+    """The budget counts from the request's arrival: one that waited for a thread longer
+    than its budget gets the placeholder at once, although every pool thread is busy,
+    and its handler still runs once a pool thread is free, its result posted late."""
+    bot = Bot()
+    hold = threading.Event()
+    ran: list[str] = []
+
+    @bot.command("busy")
+    def busy(ctx: CommandContext) -> None:
+        hold.wait(10)
+
+    @bot.command("late", placeholder="on it")
+    def late(ctx: CommandContext) -> Message:
+        ran.append(ctx.args)
+        return Message.publish(f"done {ctx.args}")
+
+    config = Config(keyring=KeyRing({KEY: (SECRET,)}), store_url="memory://", command_budget=5.0)
+    queue = Recorded()
+    runtime = Runtime(bot, config, queue=queue)
+    runtime.executor.max_threads = 1  # the one handler slot, taken by /busy below
+    dispatcher = Dispatcher(runtime)
+    try:
+        runtime.executor.submit(busy, None)
+        body = encode(command_payload("/late now"))
+        headers = Headers(signed_headers(body, api_key=KEY, secret=SECRET, webhook_id="wh-old"))
+        arrived = time.monotonic() - 6  # it waited longer than its budget for a thread
+        start = time.monotonic()
+        answer = dispatcher.handle("command", body, headers, "late", Early(), arrived)
+        took = time.monotonic() - start
+        assert (answer.outcome, answer.json()["message"]["text"]) == ("late", "on it")
+        assert took < 2.5  # at once: not the 5 s budget, nor the slot's 10 s
+        assert ran == []  # the slot is still busy
+        hold.set()
+        deadline = time.monotonic() + 10
+        while not queue.jobs:
+            assert time.monotonic() < deadline, "the late result was never queued"
+            time.sleep(0.01)
+        ((name, job),) = queue.jobs
+        assert (name, job["message"]["text"], ran) == ("late_result", "done now", ["now"])
+        # A copy gets the placeholder that went out, and the handler does not run again.
+        copy = dispatcher.handle("command", body, headers, "late", None)
+        assert (copy.body, copy.outcome, ran) == (answer.body, "replayed", ["now"])
+    finally:
+        hold.set()
+        runtime.close()
 
 
 def test_a_call_over_half_its_budget_sends_the_next_ones_to_the_pool(

@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import re
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,7 @@ from server import GunicornServer, signed_post
 
 from botkit import Bot, ConfigError, Message
 from botkit.adapters.logs import WEBHOOK_FIELDS, JSONFormatter, configure_logging, remove_handler
-from botkit.testing import TestClient, command_payload, encode, message
+from botkit.testing import TestClient, command_payload, encode, message, signed_headers
 
 SECRET = "s3cr3t-value-never-logged-7f3a"
 TEXT = "confidential plan 31337"
@@ -268,3 +269,101 @@ def test_text_lines_start_with_the_time_level_and_logger() -> None:
     output, _ = capture("text")
     line = next(line for line in output.splitlines() if "botkit.webhook:" in line)
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO botkit\.webhook: command ", line)
+
+
+# -- what a request sends is escaped ---------------------------------------------------------
+
+#: A webhook id with what gunicorn lets through in a header (it refuses the ASCII control
+#: characters but tab): a tab, NEL (0x85, a line break to some readers) and CSI (0x9b, a
+#: terminal's escape sequence), as latin-1 obs-text.
+HOSTILE_ID = b"wh\tTAB\x85NEL\x9b2JCSI"
+
+
+def _raw_post(server: GunicornServer, target: str, body: bytes, webhook_id: bytes) -> bytes:
+    """POST with bytes in the headers that http.client refuses to send."""
+    headers = signed_headers(body, api_key="live-key", secret=SECRET)
+    lines = [f"POST {target} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    headers.pop("X-Webhook-Id", None)
+    headers["Content-Type"] = "application/json"
+    headers["Content-Length"] = str(len(body))
+    lines += [f"{k}: {v}".encode() for k, v in headers.items()]
+    lines.append(b"X-Webhook-Id: " + webhook_id)
+    with socket.create_connection((server.host, server.port), timeout=15) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_request_fields_cannot_forge_or_break_log_lines(fmt: str) -> None:
+    """``type=`` is percent-decoded and a header may carry control characters: each
+    request still writes its lines whole, one per record, with those characters escaped."""
+    env = {"STREAM_API_KEY": "live-key", "STREAM_API_SECRET": SECRET, "BOTKIT_LOG_FORMAT": fmt}
+    target = "/webhooks/stream/custom-commands?type=x%0aFAKE%20LINE%1b%5b2J%e2%80%a8"
+    with GunicornServer("wsgi:app", env=env) as server:
+        # no message.command: the type names the (unknown) command
+        plain = encode({"message": message("hello"), "user": {"id": "alice"}})
+        unknown = _raw_post(server, target, plain, b"wh-plain")
+        # a signed /gif under another type: refused, and the refusal logged
+        refused = _raw_post(server, target, encode(command_payload("/gif cats")), HOSTILE_ID)
+        server.stop()  # flush and end the workers before reading the log
+        log = server.log()
+    assert unknown.startswith(b"HTTP/1.1 200 ") and b"doesn't exist" in unknown
+    decoded = "x\nFAKE LINE\x1b[2J\u2028"
+    hostile = HOSTILE_ID.decode("latin-1")
+    for line in log.split("\n"):
+        assert line.isprintable(), repr(line)
+        assert not line.startswith("FAKE"), line
+    assert refused.startswith(b"HTTP/1.1 400 ")  # routed by the signed /gif: refused
+    if fmt == "json":
+        records = [json.loads(line) for line in log.split("\n") if line.startswith("{")]
+        webhook = {r["webhook_id"]: r for r in records if r["logger"] == "botkit.webhook"}
+        assert webhook["wh-plain"]["name"] == decoded  # the value itself, JSON-escaped
+        assert webhook[hostile]["outcome"] == "rejected-route"
+        return
+    webhook_lines = [line for line in log.split("\n") if "botkit.webhook:" in line]
+    assert len(webhook_lines) == 2, log
+    escaped_type = "x\\nFAKE LINE\\x1b[2J\\u2028"
+    assert f"command {escaped_type} id=wh-plain attempt=1 outcome=unknown-command" in log
+    escaped_id = "wh\\tTAB\\x85NEL\\x9b2JCSI"
+    assert f"command gif id={escaped_id} attempt=1 outcome=rejected-route status=400" in log
+    (warning,) = [line for line in log.split("\n") if "rejected (route" in line]
+    assert escaped_id in warning and "'x\\nFAKE LINE\\x1b[2J\\u2028'" in warning
+
+
+def test_text_formatter_escapes_the_arguments_not_the_format() -> None:
+    stream = io.StringIO()
+    configure_logging("text", stream=stream)
+    log = logging.getLogger("botkit.test")
+    log.warning("a\tb %s %r %d %.1f %s", "x\ny", "p\rq", 3, 0.25, ValueError("v\x1bw"))
+    log.warning("%(who)s left", {"who": "eve\u2028mallory"})
+    log.warning("clean %s", "é ünïcode stays")
+    assert stream.getvalue().split("\n")[:-1] == [line for line in stream.getvalue().splitlines()]
+    first, second, third = (line.split(": ", 1)[1] for line in stream.getvalue().splitlines())
+    assert first == "a\tb x\\ny 'p\\rq' 3 0.2 v\\x1bw"
+    assert second == "eve\\u2028mallory left"
+    assert third == "clean é ünïcode stays"
+
+
+def test_control_characters_in_headers_are_escaped_under_any_server() -> None:
+    """Servers other than gunicorn may pass ASCII control characters in a header."""
+    stream = io.StringIO()
+    configure_logging("text", stream=stream)
+    client = make_bot().test_client(api_key="key-1", secret=SECRET)
+    body = encode(command_payload("/echo hi"))
+    headers = signed_headers(body, api_key="key-1", secret=SECRET)
+    hostile = "wh\nFAKE LINE\r\x1b[2J\x00"
+    response = client.app.test_client().post(
+        "/webhooks/stream/custom-commands?type=echo",
+        data=body,
+        headers=headers,
+        environ_overrides={"HTTP_X_WEBHOOK_ID": hostile},
+    )
+    client.close()
+    assert response.status_code == 200
+    lines = [line for line in stream.getvalue().split("\n") if "FAKE" in line]
+    assert len(lines) == 1, lines
+    assert all(line.isprintable() for line in stream.getvalue().split("\n"))
+    assert "command echo id=wh\\nFAKE LINE\\r\\x1b[2J\\x00 attempt=1 outcome=ok" in lines[0]

@@ -139,6 +139,67 @@ def test_mml_type_routes_by_form_name(make_client: MakeClient) -> None:
     assert "no handler for the form 'nope'" in (other.text or "")
 
 
+@pytest.mark.parametrize("path", ["/custom-commands?type=echo", "/custom-commands/echo"])
+def test_the_signed_command_decides_and_a_different_type_is_refused(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    # The type in the URL is not signed: a captured body for /admin must not reach echo
+    # (nor the other way round) by rewriting it.
+    bot = echo_bot()
+    ran: list[str] = []
+
+    @bot.command("admin")
+    def admin(ctx: CommandContext) -> str:
+        ran.append(ctx.args)
+        return "done"
+
+    client = make_client(bot)
+    payload = command_payload("/admin wipe")
+    with caplog.at_level(logging.INFO, logger="botkit"):
+        refused = client.post(path, payload, webhook_id="route-1")
+    assert refused.status == 400
+    assert json.loads(refused.body) == {
+        "error": "the type in the URL does not match the signed message.command"
+    }
+    assert ran == []
+    rejected = [r.getMessage() for r in caplog.records if "rejected (route" in r.getMessage()]
+    assert rejected == [
+        "command webhook rejected (route: type 'echo' but the signed message.command "
+        "is 'admin') id=route-1"
+    ]
+    # Refused before the claim: the true call with the same id still runs, once.
+    reply = client.post("/custom-commands?type=admin", payload, webhook_id="route-1")
+    assert (reply.status, reply.text, ran) == (200, "done", ["wipe"])
+    # Without a type in the URL, the signed command routes as before.
+    assert client.post("/custom-commands", command_payload("/echo hi")).text == "echo:hi"
+
+
+def test_an_mml_submit_may_say_type_mml_and_a_click_keeps_its_command(
+    make_client: MakeClient,
+) -> None:
+    bot = echo_bot()
+    seen: list[tuple[str, dict[str, str] | None]] = []
+
+    @bot.form("feedback")
+    def feedback(ctx: CommandContext) -> str:
+        seen.append((ctx.command, ctx.form_data))
+        return "thanks"
+
+    client = make_client(bot)
+    # A form in a reply to /echo: its submit carries the message's command, and Stream's
+    # docs name MML calls type=mml; the signed mml_name picks the form.
+    msg = message("/echo rate", mml='<mml name="feedback"><number name="rating"/></mml>')
+    payload = action_payload(msg, {"mml_name": "feedback", "rating": "4"})
+    reply = client.post("/custom-commands?type=mml", payload)
+    assert (reply.status, reply.text) == (200, "thanks")
+    assert seen == [("mml", {"mml_name": "feedback", "rating": "4"})]
+    # type=mml without a form's name is no MML submit: refused like any other type.
+    click = action_payload(msg, {"action": "go"})
+    assert client.post("/custom-commands?type=mml", click).status == 400
+    # a click on /echo's buttons comes with type=echo: routed as ever
+    assert client.post("/custom-commands?type=echo", click).status == 200
+
+
 @pytest.mark.parametrize("path", ["/custom-commands?type=nope", "/custom-commands/nope"])
 def test_unknown_type_is_a_readable_error(make_client: MakeClient, path: str) -> None:
     client = make_client(echo_bot())
@@ -278,8 +339,9 @@ def test_handler_exception_is_a_200_error_with_a_logged_ref(
     assert match, reply.text
     record = refs(caplog)[match.group(1)]
     assert record.levelno == logging.ERROR
-    logged = record.getMessage()
-    assert "Traceback" in logged and "kaboom-detail" in logged and "/boom" in logged
+    assert "/boom" in record.getMessage()
+    traceback = logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+    assert "Traceback" in traceback and "kaboom-detail" in traceback
 
 
 def test_errorhandler_mapping(make_client: MakeClient) -> None:

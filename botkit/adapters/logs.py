@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from ..core.config import ConfigError
 
-__all__ = ["FORMATS", "JSONFormatter", "TextFormatter", "configure_logging"]
+__all__ = ["FORMATS", "JSONFormatter", "TextFormatter", "configure_logging", "escape"]
 
 #: The values ``BOTKIT_LOG_FORMAT`` accepts.
 FORMATS = ("text", "json")
@@ -69,6 +69,68 @@ class TextFormatter(logging.Formatter):
         # The format above, without the formatting of every attribute of the record.
         return f"{record.asctime} {record.levelname} {record.name}: {record.message}"
 
+    def format(self, record: logging.LogRecord) -> str:
+        """``logging.Formatter.format``, with the message's arguments escaped."""
+        record.message = escaped_message(record)
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line = f"{line}\n{record.exc_text}"
+        if record.stack_info:
+            line = f"{line}\n{self.formatStack(record.stack_info)}"
+        return line
+
+
+def escape(text: str) -> str:
+    """``text`` with each character that is not printable written as its Python escape
+    (``\\n``, ``\\x1b``, ``\\u2028``...), so that what a request sent can neither start a
+    log line of its own nor rewrite the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class _Escaped:
+    """An argument of a log call, shown escaped whether ``%s`` or ``%r`` shows it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return escape(str(self.value))
+
+    def __repr__(self) -> str:
+        return escape(repr(self.value))
+
+
+def _safe(value: object) -> object:
+    # Numbers keep their type for %d and %.1f; a clean string is kept as it is (the
+    # per-webhook line's arguments, on every call).
+    if isinstance(value, (int, float)) or value is None:
+        return value
+    if isinstance(value, str) and value.isprintable():
+        return value
+    return _Escaped(value)
+
+
+def escaped_message(record: logging.LogRecord) -> str:
+    """The record's message, each of its arguments escaped (see :func:`escape`).
+
+    The arguments are what a log call got from elsewhere (a request's command, webhook
+    id, event type...); the format string is the program's own and is left as it is.
+    """
+    msg = str(record.msg)
+    args = record.args
+    if not args:
+        return msg
+    if isinstance(args, Mapping):
+        return msg % {key: _safe(value) for key, value in args.items()}
+    return msg % tuple(_safe(value) for value in args)
+
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, the
@@ -102,7 +164,12 @@ class JSONFormatter(logging.Formatter):
             out["exception"] = record.exc_text
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        line = json.dumps(out, default=str, ensure_ascii=False)
+        if not line.isprintable():
+            # JSON escapes only the ASCII control characters: NEL, U+2028 and the like
+            # would still split the line for some readers. Outside strings JSON is ASCII.
+            line = "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in line)
+        return line
 
 
 class _BotkitHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,10 @@ class WebhookRoutes:
         self.public_url = dispatcher.config.public_url
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        now = time.monotonic()
+        arrived = environ.get(ARRIVED)
+        # A server that does not say: the budget counts from now.
+        arrived = min(arrived, now) if isinstance(arrived, float) else now
         path: str = environ.get("PATH_INFO", "")
         kind = self.routes.get(path)
         command_type = None
@@ -116,15 +121,22 @@ class WebhookRoutes:
         public_url = ""
         if kind == COMMAND:  # only command handlers see it, as ctx.public_url
             public_url = self.public_url or request_public_url(environ)
+        # Only a threaded server has request threads that others can queue for.
+        threads = self.dispatcher.threads if environ.get("wsgi.multithread") else None
+        if threads is not None:
+            threads.enter()
         try:
             response = self.dispatcher.handle(
-                kind, body, EnvironHeaders(environ), command_type, early, public_url
+                kind, body, EnvironHeaders(environ), command_type, early, arrived, public_url
             )
         except AnsweredAtDeadline:  # the watchdog sent the answer while the handler ran
             return []
         except Exception:  # a bug in botkit: never a traceback in the response
             log.exception("unexpected error while serving %s", path)
             return _answer(start_response, 500, _INTERNAL)
+        finally:
+            if threads is not None:
+                threads.leave()
         headers = [("X-Botkit-Outcome", response.outcome)]
         if body is None:  # refused unread: the rest of the body must not be parsed as a request
             headers.append(("Connection", "close"))
@@ -244,6 +256,9 @@ def _close_after(environ: dict[str, Any]) -> None:
 
 
 _SERVER_START_RESPONSE = "botkit.server_start_response"
+#: Where the web server puts the ``time.monotonic()`` at which a request's first byte
+#: reached the worker, before the request waited for a thread (botkit's gunicorn worker).
+ARRIVED = "botkit.arrived"
 
 
 class BotkitFlask(Flask):

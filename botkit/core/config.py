@@ -106,6 +106,10 @@ class Config:
     #: Handler calls per worker that may run in the request thread at once (under
     #: gunicorn); 0 hands every call to a pool thread. See :mod:`botkit.deadlines`.
     inline_calls: int = 4
+    #: The web server's request threads per worker (gunicorn's ``threads``): when all are
+    #: taken, a request waiting for its handler answers its placeholder at once, so that
+    #: requests queued behind it keep their deadline (:class:`botkit.runtime.deadlines.RequestThreads`).
+    request_threads: int = 8
     log_format: str = "text"
     playground: bool = False
     dev_credentials: bool = False
@@ -159,6 +163,7 @@ class Config:
             inline_calls=_count(
                 env, "BOTKIT_INLINE_CALLS", int(_number(env, "GUNICORN_THREADS", 8)) // 2
             ),
+            request_threads=int(_number(env, "GUNICORN_THREADS", 8)),
             log_format=env.get("BOTKIT_LOG_FORMAT", "text"),
             playground=env.get("BOTKIT_PLAYGROUND", "") in ("1", "true", "yes"),
             dev_credentials=dev,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -199,12 +198,12 @@ def command_failed(ctx: CommandContext, exc: BaseException, late: bool = False) 
     """Log a command's exception and signal it; returns the ref the user is shown."""
     ref = secrets.token_hex(4)
     log.error(
-        "/%s %s (ref %s, webhook id %s)\n%s",
+        "/%s %s (ref %s, webhook id %s)",
         ctx.command,
         "failed after its deadline" if late else "raised",
         ref,
         ctx.webhook_id,
-        "".join(traceback.format_exception(exc)),
+        exc_info=exc,
     )
     signals.command_failed.send(ctx.bot, ctx=ctx, exception=exc)
     return ref

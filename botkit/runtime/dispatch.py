@@ -32,7 +32,7 @@ from ..core.pipeline import (
     dumps,
     read,
 )
-from .deadlines import AnsweredAtDeadline
+from .deadlines import AnsweredAtDeadline, RequestThreads
 from .runners import BeforeSendRun, CommandRun, PushRun, ReadyAnswer, Runner
 from .stores import StoreUnavailable
 
@@ -58,7 +58,7 @@ class Delivery:
     attempt: int
     deadline: float  # time.monotonic() by which it must be answered
     name: str = ""  # the command, "before-send" or the event type, for logs
-    start: float = 0.0
+    start: float = 0.0  # when the request reached botkit: its budget counts from here
     #: Sends the answer from another thread (the watchdog's), when the server allows it.
     early: Callable[[Answer], object] | None = None
     key: str | None = None  # the dedup key and fingerprint, once claimed
@@ -74,6 +74,8 @@ class Dispatcher:
         self.bot = runtime.bot
         self.config = runtime.config
         self.started = False
+        #: The web server's request threads: the web adapter counts them in and out.
+        self.threads = RequestThreads(self.config.request_threads)
 
     # -- the pipeline ------------------------------------------------------------------
 
@@ -84,9 +86,13 @@ class Dispatcher:
         headers: Headers,
         command_type: str | None = None,
         early: Callable[[Answer], object] | None = None,
+        arrived: float | None = None,
         public_url: str = "",
     ) -> Answer:
         """Answer one webhook. ``headers`` must look up names case-insensitively.
+
+        ``arrived`` is the ``time.monotonic()`` at which the request reached the server
+        (before it waited for a thread); the budget counts from there. Default: now.
 
         ``body`` is None when the web server refused it as too large before reading it:
         the call is then answered (413), logged and signalled like any other.
@@ -98,7 +104,7 @@ class Dispatcher:
 
         ``public_url`` is where users reach the bot (``ctx.public_url``), from the web layer.
         """
-        start = time.monotonic()
+        start = time.monotonic() if arrived is None else arrived
         if not self.started:
             self.started = True
             self.bot.mark_started()
@@ -205,6 +211,9 @@ class Dispatcher:
             return self._reject(delivery, got.reason, got.answer, got.detail)
         payload, body = got
         if delivery.kind == COMMAND:
+            refused = self._check_route(delivery, payload, command_type)
+            if refused is not None:
+                return refused
             run = self._command_runner(delivery, payload, command_type)
         elif delivery.kind == BEFORE_SEND:
             delivery.name = "before-send"
@@ -316,6 +325,29 @@ class Dispatcher:
 
     # -- custom commands --------------------------------------------------------------------
 
+    def _check_route(
+        self, delivery: Delivery, payload: dict[str, Any], command_type: str | None
+    ) -> Answer | None:
+        """Refuse a ``type`` (query or path: not signed) that names another command than
+        the signed ``message.command``: the signed body decides where a call goes.
+
+        An MML form's submit may come as ``type=mml``; its form is then the one the
+        signed ``form_data.mml_name`` names. Refused before the claim, like a bad
+        signature, so that the webhook id stays free for the true call.
+        """
+        signed = payload["message"].get("command")
+        if not signed or not command_type or command_type == signed:
+            return None
+        if command_type == "mml" and "mml_name" in (payload.get("form_data") or {}):
+            return None
+        delivery.name = signed
+        return self._reject(
+            delivery,
+            "route",
+            _WRONG_ROUTE,
+            f"type {command_type!r} but the signed message.command is {signed!r}",
+        )
+
     def _command_runner(
         self, delivery: Delivery, payload: dict[str, Any], command_type: str | None
     ) -> Runner:
@@ -361,5 +393,11 @@ class Dispatcher:
         return CommandRun(self, delivery, ctx, cmd, route)
 
 
+_WRONG_ROUTE = Answer(
+    400,
+    dumps({"error": "the type in the URL does not match the signed message.command"}),
+    "rejected-route",
+    cacheable=False,
+)
 #: The line the per-webhook log record names (the ``_finish`` method's).
 _FINISH_LINE = Dispatcher._finish.__code__.co_firstlineno

@@ -62,6 +62,10 @@ class Call(Generic[T]):
             raise NotDone("the call did not finish in time")
         self._ready.release()  # let later waiters through too
 
+    def done(self) -> bool:
+        """Whether the call has finished (returned or raised)."""
+        return self._done
+
     def result(self, timeout: float | None = None) -> T:
         """The return value; re-raises the call's exception; :class:`NotDone` if late."""
         self._wait(timeout)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
 from ..core import signals
@@ -29,7 +28,6 @@ from ..core.pipeline import (
     failure_message,
 )
 from .deadlines import AnsweredAtDeadline
-from .pool import NotDone
 
 if TYPE_CHECKING:
     from .dispatch import Delivery, Dispatcher
@@ -38,6 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("botkit")
 
 __all__ = ["BeforeSendRun", "CommandRun", "PushRun", "ReadyAnswer", "Runner"]
+
+
+def _has_time(delivery: Delivery) -> bool:
+    """Whether some of the budget is left: a handler runs in the request thread only
+    then, since the watchdog cannot take back a thread it answered for."""
+    return delivery.deadline > time.monotonic()
 
 
 class Runner:
@@ -87,8 +91,10 @@ class CommandRun(Runner):
         name = f"/{delivery.name}"
         msg: Message | None = None
         error: Exception | None = None
-        if delivery.early is not None and watchdog.allows(name):
-            turn = watchdog.watch(name, delivery.deadline, self._at_deadline)
+        turn = None
+        if delivery.early is not None and _has_time(delivery):
+            turn = watchdog.admit(name, delivery.deadline, self._at_deadline)
+        if turn is not None:
             try:
                 msg = call_command(ctx, self.cmd, self.route)
             except Exception as exc:
@@ -99,12 +105,15 @@ class CommandRun(Runner):
                 self._late(msg, error)
                 raise AnsweredAtDeadline
         else:
+            # A request whose budget is spent, or whose thread another request needs,
+            # answers the placeholder without waiting: the handler still runs, when a pool
+            # thread is free, and its result is posted late.
             future = dispatcher.runtime.executor.submit(call_command, ctx, self.cmd, self.route)
-            try:
-                msg = future.result(timeout=max(0.0, delivery.deadline - time.monotonic()))
-            except NotDone:
+            if not dispatcher.threads.wait(future, delivery.deadline):
                 future.add_done_callback(self._late_call)
                 return self.in_flight()
+            try:
+                msg = future.result(timeout=0)
             except Exception as exc:
                 error = exc
         if error is not None:
@@ -196,8 +205,10 @@ class BeforeSendRun(Runner):
         delivery = self.delivery
         runtime = self.dispatcher.runtime
         watchdog = runtime.watchdog
-        if delivery.early is not None and watchdog.allows("before-send hooks"):
-            turn = watchdog.watch("before-send hooks", delivery.deadline, self._at_deadline)
+        turn = None
+        if delivery.early is not None and _has_time(delivery):
+            turn = watchdog.admit("before-send hooks", delivery.deadline, self._at_deadline)
+        if turn is not None:
             try:
                 answer = self._run_hooks(original)
             finally:
@@ -206,10 +217,9 @@ class BeforeSendRun(Runner):
                 raise AnsweredAtDeadline
             return answer
         future = runtime.executor.submit(self._run_hooks, original)
-        try:
-            return future.result(timeout=max(0.0, delivery.deadline - time.monotonic()))
-        except NotDone:
+        if not self.dispatcher.threads.wait(future, delivery.deadline):
             return self.in_flight()
+        return future.result(timeout=0)
 
     def _at_deadline(self) -> None:
         """In the watchdog thread: the hooks are still running in the request thread."""
@@ -236,10 +246,10 @@ class BeforeSendRun(Runner):
                 reply = coerce_reply(hook.func(ctx))
             except Exception as exc:
                 log.error(
-                    "before-send hook %s raised (webhook id %s)\n%s",
+                    "before-send hook %s raised (webhook id %s)",
                     hook.name,
                     self.delivery.webhook_id,
-                    traceback.format_exc(),
+                    exc_info=True,
                 )
                 signals.hook_failed.send(bot, ctx=ctx, exception=exc)
                 if hook.fail_closed:

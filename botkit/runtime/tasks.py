@@ -17,7 +17,6 @@ import os
 import random
 import threading
 import time
-import traceback
 import weakref
 from collections.abc import Callable
 from queue import SimpleQueue
@@ -94,11 +93,11 @@ def run_event(bot: Bot, payload: dict[str, Any]) -> None:
             handler.func(event)
         except Exception as exc:
             log.error(
-                "event handler %s failed for %s (webhook id %s)\n%s",
+                "event handler %s failed for %s (webhook id %s)",
                 name,
                 event.type,
                 event.webhook_id,
-                traceback.format_exc(),
+                exc_info=True,
             )
             signals.event_failed.send(bot, event=event, handler=handler.func, exception=exc)
             failed.append(exc)
