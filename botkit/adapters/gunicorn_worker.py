@@ -1,0 +1,314 @@
+"""A gunicorn worker that reads each request in its event loop before a thread takes it.
+
+gunicorn's gthread worker waits for a connection's first byte in its selector, then hands
+the connection to a pool thread that reads the headers and the body with no deadline:
+16 clients sending their headers a byte at a time hold all 8 threads of two workers, and
+the server answers no one (issue 20, "slowloris"). :class:`BotkitWorker` is gthread with
+one change: a connection goes to the pool only once its request is complete. Until then
+its socket stays in the worker's poller, non-blocking, and the bytes are buffered:
+
+- the header block (up to gunicorn's own ``limit_request_*`` bounds), within
+  ``BOTKIT_HEADER_TIMEOUT`` seconds (default 10) of the request's first byte;
+- a body of ``Content-Length`` up to ``BOTKIT_MAX_BODY_BYTES``, within
+  ``BOTKIT_BODY_TIMEOUT`` seconds (default 30) of the first byte. ``Expect:
+  100-continue`` is answered from the loop so the client sends it.
+
+Past a deadline the connection gets a 408 and is closed. What the loop cannot judge goes
+to the pool unchanged, where gunicorn answers it as before: a malformed or oversized
+head (400, 414, 431, from the bytes already buffered), a body declared over the limit
+(botkit answers 413 without reading it), a chunked body (read by the thread as gthread
+does; a proxy in front bounds it). TLS (``BOTKIT_TLS_*``), HTTP/2, the PROXY protocol and
+uwsgi keep gthread's path entirely: put a proxy in front of those deployments.
+
+The request's arrival, ``time.monotonic()`` when the worker read its first byte, is in
+the WSGI environ as ``botkit.arrived`` (a float; absent under other servers).
+
+**gunicorn internals.** gunicorn has no public hook for this, so the class relies on
+gthread's private structure, pinned to gunicorn 27 (``GUNICORN_MAJOR``), checked at
+boot (:func:`check_gunicorn`) and by ``tests/test_slowloris.py``: ``ThreadWorker``
+methods ``enqueue_req`` (the one way into the pool: after accept, for a kept-alive
+connection that turns readable, and for bytes left over after a request), ``handle_request``,
+``murder_pending`` (called on every turn of the loop) and the attributes ``poller``,
+``nr_conns``, ``alive``; ``TConn``'s ``sock``, ``client``, ``parser``, ``data_ready``
+(skips gthread's in-thread wait); ``gunicorn.http.get_parser`` and the parser's
+``unreader.unread``/``take_buffered``, the way ``TConn.init`` hands over bytes it read.
+"""
+
+from __future__ import annotations
+
+import selectors
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import gunicorn  # type: ignore[import-untyped]
+from gunicorn import http as gunicorn_http
+from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
+
+__all__ = ["BotkitWorker", "ReadLimits", "check_gunicorn"]
+
+#: The gunicorn release whose gthread internals this module was written against.
+GUNICORN_MAJOR = 27
+_TIMEOUT_ANSWER = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# How long a stopping worker waits for the first byte on a connection it accepted, as
+# gthread gives its kept-alive connections (STOP_KEEPALIVE_LINGER).
+_STOP_LINGER = 2.0
+_ARRIVED = "botkit.arrived"
+
+
+def check_gunicorn(version: str = gunicorn.__version__) -> None:
+    """Refuse a gunicorn whose gthread worker this class was not written for."""
+    major = int(version.split(".")[0])
+    if major != GUNICORN_MAJOR:
+        raise RuntimeError(
+            f"botkit's worker relies on gunicorn {GUNICORN_MAJOR}'s gthread internals, found "
+            f"gunicorn {version}: pin gunicorn=={GUNICORN_MAJOR}.* or set worker_class=gthread"
+        )
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"{name} must be greater than 0, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """How long a request may take to arrive, and how large a body is buffered."""
+
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_body_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ReadLimits:
+        """``BOTKIT_HEADER_TIMEOUT``, ``BOTKIT_BODY_TIMEOUT``, ``BOTKIT_MAX_BODY_BYTES``."""
+        header = _seconds(environ, "BOTKIT_HEADER_TIMEOUT", cls.header_timeout)
+        body = _seconds(environ, "BOTKIT_BODY_TIMEOUT", cls.body_timeout)
+        size = _seconds(environ, "BOTKIT_MAX_BODY_BYTES", cls.max_body_bytes)
+        return cls(header, max(header, body), int(size))
+
+
+@dataclass
+class _Read:
+    """A request being buffered in the loop."""
+
+    deadline: float
+    buf: bytearray = field(default_factory=bytearray)
+    arrived: float | None = None
+    #: the request's length in bytes, once its head is complete
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class _Framing:
+    content_length: int | None
+    #: the body's length cannot be judged here (chunked, several or bad lengths)
+    unknown: bool
+    expect_continue: bool
+
+
+def _framing(head: bytes) -> _Framing:
+    """What the header block says about the body, read just enough to wait for it."""
+    lengths: list[bytes] = []
+    unknown = expect = False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            lengths.append(value.strip())
+        elif name == b"transfer-encoding":
+            unknown = True
+        elif name == b"expect":
+            expect = value.strip().lower() == b"100-continue"
+    if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+        unknown = True  # gunicorn's parser refuses it: let it say so
+    length = int(lengths[0]) if lengths and not unknown else None
+    return _Framing(length, unknown, expect)
+
+
+class BotkitWorker(ThreadWorker):  # type: ignore[misc]
+    """gthread, reading each request's head and body in the event loop (module docs)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        check_gunicorn()
+        super().__init__(*args, **kwargs)
+        import os
+
+        self.limits = ReadLimits.from_environ(os.environ)
+        cfg = self.cfg
+        # Anything but plain HTTP/1.x on a TCP socket keeps gthread's path (module docs).
+        self.buffering = not (
+            cfg.is_ssl
+            or "h2" in cfg.http_protocols
+            or cfg.http2_cleartext != "off"
+            or cfg.proxy_protocol != "off"
+            or getattr(cfg, "protocol", "http") != "http"
+        )
+        # Past these many bytes gunicorn's parser refuses a head: hand it over to say so.
+        line = cfg.limit_request_line if cfg.limit_request_line > 0 else 0
+        fields = cfg.limit_request_fields if cfg.limit_request_fields > 0 else 32768
+        size = cfg.limit_request_field_size if cfg.limit_request_field_size > 0 else 8190
+        # a request line, after one leading empty line, is refused past ``line`` bytes
+        self.max_request_line = line + 2 if line else 0
+        self.max_head = 2 + (line or 1024 * 1024) + 2 + fields * (size + 2) + 4
+        self.reads: dict[Any, _Read] = {}
+        self.local = threading.local()
+
+    # -- the pool's entry ------------------------------------------------------------
+
+    def enqueue_req(self, conn: Any) -> None:
+        """gthread's way into the pool: read the request in the loop first."""
+        if not self.buffering:
+            conn.botkit_arrived = time.monotonic()  # readable now: about its first byte
+            super().enqueue_req(conn)
+            return
+        conn.sock.setblocking(False)
+        now = time.monotonic()
+        read = _Read(deadline=now + self.cfg.keepalive)
+        self.reads[conn] = read
+        # Bytes already read past the last request (a pipelined one) start this one.
+        leftover = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+        if leftover:
+            self._received(conn, read, leftover, now)
+            if conn not in self.reads:
+                return
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        # A kept-alive connection comes here because it is readable: no need to wait.
+        self._on_readable(conn, conn.sock)
+
+    def _on_readable(self, conn: Any, _sock: Any) -> None:
+        read = self.reads.get(conn)
+        if read is None:
+            return
+        try:
+            data = conn.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # reset by the peer
+            self._close(conn)
+            return
+        if not data:  # the client closed, or gave up mid-request
+            self._close(conn)
+            return
+        self._received(conn, read, data, time.monotonic())
+
+    def _received(self, conn: Any, read: _Read, data: bytes, now: float) -> None:
+        if read.arrived is None:
+            read.arrived = now
+            read.deadline = now + self.limits.header_timeout
+        read.buf += data
+        buf = read.buf
+        if read.length is None:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                refused = (
+                    len(buf) > self.max_head
+                    or (0 < self.max_request_line < len(buf) and buf.find(b"\r\n", 2) < 0)
+                    or buf.count(b"\n") != buf.count(b"\r\n")  # bare LF: gunicorn says 400
+                )
+                if refused:
+                    self._hand_over(conn, read)
+                return
+            framing = _framing(bytes(buf[:end]))
+            body = framing.content_length
+            if framing.unknown or body is None or body > self.limits.max_body_bytes:
+                # chunked, malformed, or a body botkit refuses unread (413): the pool
+                # reads what it needs, as gthread does
+                self._hand_over(conn, read)
+                return
+            read.length = end + 4 + body
+            if len(buf) < read.length:
+                read.deadline = read.arrived + self.limits.body_timeout
+                if framing.expect_continue and not self._send(conn, _CONTINUE):
+                    self._close(conn)
+                    return
+        if read.length is not None and len(buf) >= read.length:
+            self._hand_over(conn, read)
+
+    def _hand_over(self, conn: Any, read: _Read) -> None:
+        """Give the buffered bytes to gunicorn's parser and the connection to the pool."""
+        self._forget(conn)
+        if conn.parser is None:
+            conn.parser = gunicorn_http.get_parser(self.cfg, conn.sock, conn.client)
+        conn.parser.unreader.unread(bytes(read.buf))
+        conn.data_ready = True  # the bytes are in the parser, not on the socket
+        conn.botkit_arrived = read.arrived
+        super().enqueue_req(conn)
+
+    # -- deadlines -------------------------------------------------------------------
+
+    def murder_pending(self) -> None:
+        """gthread's per-turn timeout sweep, plus the deadlines of requests being read."""
+        super().murder_pending()
+        if not self.reads:
+            return
+        now = time.monotonic()
+        for conn, read in list(self.reads.items()):
+            if read.arrived is None and not self.alive:
+                read.deadline = min(read.deadline, now + _STOP_LINGER)
+            if read.deadline > now:
+                continue
+            if read.arrived is not None:
+                what = "headers" if read.length is None else "body"
+                self.log.info(
+                    "botkit: closed a connection from %s: request %s incomplete after %.0f s",
+                    conn.client,
+                    what,
+                    now - read.arrived,
+                )
+                self._send(conn, _TIMEOUT_ANSWER)
+            self._close(conn)
+
+    def _send(self, conn: Any, data: bytes) -> bool:
+        """Write a short answer without blocking the loop; False if it did not fit."""
+        try:
+            return bool(conn.sock.send(data) == len(data))
+        except OSError:
+            return False
+
+    def _forget(self, conn: Any) -> None:
+        self.reads.pop(conn, None)
+        try:
+            self.poller.unregister(conn.sock)
+        except (KeyError, ValueError, OSError):
+            pass  # handed over before it was registered
+
+    def _close(self, conn: Any) -> None:
+        self._forget(conn)
+        self.nr_conns -= 1
+        conn.close()
+
+    # -- the arrival, into the environ -------------------------------------------------
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        app: Callable[..., Iterable[bytes]] = getattr(self, "wsgi")  # noqa: B009 (untyped base)
+        local = self.local
+
+        def with_arrival(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+            arrived = getattr(local, "arrived", None)
+            if arrived is not None:
+                environ[_ARRIVED] = arrived
+            return app(environ, start_response)
+
+        self.wsgi = with_arrival
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        # Runs in the pool thread that serves this request: the app reads it from there.
+        self.local.arrived = getattr(conn, "botkit_arrived", None)
+        try:
+            return super().handle_request(req, conn)
+        finally:
+            self.local.arrived = None
