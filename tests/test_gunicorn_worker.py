@@ -297,14 +297,51 @@ def test_expect_100_continue(raw: Callable[..., Raw]) -> None:
     assert answers[-1][0] == 200 and json.loads(answers[-1][2])["length"] == 20
 
 
-def test_a_chunked_body(raw: Callable[..., Raw]) -> None:
+CHUNKED = b"POST /chunked HTTP/1.1\r\nHost: botkit\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def test_a_chunked_body_is_read_in_the_loop(raw: Callable[..., Raw]) -> None:
     conn = raw()
-    head = b"POST /chunked HTTP/1.1\r\nHost: botkit\r\nTransfer-Encoding: chunked\r\n\r\n"
-    conn.send(head + b"5\r\nhello\r\n")
-    time.sleep(0.2)
-    conn.send(b"6\r\n world\r\n0\r\n\r\n")
+    first = time.monotonic()
+    conn.send(CHUNKED + b"5\r\nhello\r\n")
+    time.sleep(0.5)
+    conn.send(b"6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n" + get("/next"))
     status, _, body = conn.answer()
-    assert status == 200 and json.loads(body)["length"] == 11
+    answer = json.loads(body)
+    assert status == 200 and answer["length"] == 11
+    assert answer["served"] > first + 0.5 > answer["arrived"]  # served once it was whole
+    assert json.loads(conn.answer()[2])["path"] == "/next"  # what followed it, pipelined
+
+
+def test_a_slow_chunked_body_gets_408(raw: Callable[..., Raw]) -> None:
+    conn = raw()
+    conn.send(CHUNKED + b"5\r\nhel")
+    sent = time.monotonic()
+    assert conn.answer()[0] == 408
+    assert 2.5 < time.monotonic() - sent < 5.5
+
+
+def test_a_malformed_chunk_is_refused_at_once(raw: Callable[..., Raw]) -> None:
+    conn = raw(timeout=1.5)
+    conn.send(CHUNKED + b"0x5\r\nhello\r\n")
+    assert conn.answer()[0] == 400
+
+
+def test_a_chunked_body_over_the_limit_gets_413(
+    raw: Callable[..., Raw], bot_server: GunicornServer
+) -> None:
+    # The app reads one byte past BOTKIT_MAX_BODY_BYTES (1000): the worker hands the
+    # request over once it holds that much, though the body goes on.
+    body = b"x" * 1500
+    head = signed_headers(body, api_key=DEV_KEY, secret=DEV_SECRET)
+    lines = "".join(f"{name}: {value}\r\n" for name, value in head.items())
+    conn = raw(bot_server, timeout=3.0)
+    conn.send(
+        f"POST /webhooks/stream/push HTTP/1.1\r\nHost: b\r\n{lines}"
+        "Transfer-Encoding: chunked\r\n\r\n".encode()
+        + b"5dc\r\n" + body + b"\r\n"
+    )  # fmt: skip
+    assert conn.answer()[0] == 413
 
 
 def test_signed_webhooks_through_the_worker(bot_server: GunicornServer) -> None:

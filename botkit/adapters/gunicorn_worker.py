@@ -9,15 +9,15 @@ its socket stays in the worker's poller, non-blocking, and the bytes are buffere
 
 - the header block (up to gunicorn's own ``limit_request_*`` bounds), within
   ``BOTKIT_HEADER_TIMEOUT`` seconds (default 10) of the request's first byte;
-- a body of ``Content-Length`` up to ``BOTKIT_MAX_BODY_BYTES``, within
-  ``BOTKIT_BODY_TIMEOUT`` seconds (default 30) of the first byte. ``Expect:
+- the body, of ``Content-Length`` or chunked, up to ``BOTKIT_MAX_BODY_BYTES`` of data,
+  within ``BOTKIT_BODY_TIMEOUT`` seconds (default 30) of the first byte. ``Expect:
   100-continue`` is answered from the loop so the client sends it.
 
 Past a deadline the connection gets a 408 and is closed. What the loop cannot judge goes
-to the pool unchanged, where gunicorn answers it as before: a malformed or oversized
-head (400, 414, 431, from the bytes already buffered), a body declared over the limit
-(botkit answers 413 without reading it), a chunked body (read by the thread as gthread
-does; a proxy in front bounds it). TLS (``BOTKIT_TLS_*``), HTTP/2, the PROXY protocol and
+to the pool as soon as gunicorn or the app can answer it from the bytes buffered, as
+under gthread: a malformed or oversized head (400, 414, 431), a body over the limit
+(botkit answers 413; one declared too large is not read), a malformed chunked body, a
+transfer coding other than chunked. TLS (``BOTKIT_TLS_*``), HTTP/2, the PROXY protocol and
 uwsgi keep gthread's path entirely: put a proxy in front of those deployments.
 
 The request's arrival, ``time.monotonic()`` when the worker read its first byte, is in
@@ -107,14 +107,20 @@ class _Read:
     deadline: float
     buf: bytearray = field(default_factory=bytearray)
     arrived: float | None = None
-    #: the request's length in bytes, once its head is complete
+    #: where the body starts, once the head is complete
+    body_at: int | None = None
+    #: the request's length in bytes, once known (a body of Content-Length)
     length: int | None = None
+    #: a chunked body: where its next chunk-size line starts, and the data bytes so far
+    chunk_at: int | None = None
+    decoded: int = 0
 
 
 @dataclass(frozen=True)
 class _Framing:
     content_length: int | None
-    #: the body's length cannot be judged here (chunked, several or bad lengths)
+    chunked: bool
+    #: the body's length cannot be judged here (several or bad lengths, other codings)
     unknown: bool
     expect_continue: bool
 
@@ -122,20 +128,28 @@ class _Framing:
 def _framing(head: bytes) -> _Framing:
     """What the header block says about the body, read just enough to wait for it."""
     lengths: list[bytes] = []
-    unknown = expect = False
+    codings: list[bytes] = []
+    expect = False
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         if name == b"content-length":
             lengths.append(value.strip())
         elif name == b"transfer-encoding":
-            unknown = True
+            codings.append(value.strip().lower())
         elif name == b"expect":
             expect = value.strip().lower() == b"100-continue"
-    if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
-        unknown = True  # gunicorn's parser refuses it: let it say so
+    # gunicorn's parser refuses or decides these itself: let it say so
+    unknown = len(lengths) > 1 or (bool(lengths) and not lengths[0].isdigit())
+    chunked = codings == [b"chunked"] and not lengths
+    unknown = unknown or (bool(codings) and not chunked)
     length = int(lengths[0]) if lengths and not unknown else None
-    return _Framing(length, unknown, expect)
+    return _Framing(length, chunked, unknown, expect)
+
+
+_HEX = b"0123456789abcdefABCDEF"
+_WAIT = -1
+_HAND_OVER = -2
 
 
 class BotkitWorker(ThreadWorker):  # type: ignore[misc]
@@ -163,6 +177,7 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         # a request line, after one leading empty line, is refused past ``line`` bytes
         self.max_request_line = line + 2 if line else 0
         self.max_head = 2 + (line or 1024 * 1024) + 2 + fields * (size + 2) + 4
+        self.max_chunk_line = size
         self.reads: dict[Any, _Read] = {}
         self.local = threading.local()
 
@@ -210,7 +225,7 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
             read.deadline = now + self.limits.header_timeout
         read.buf += data
         buf = read.buf
-        if read.length is None:
+        if read.body_at is None:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 refused = (
@@ -221,21 +236,67 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
                 if refused:
                     self._hand_over(conn, read)
                 return
+            read.body_at = end + 4
             framing = _framing(bytes(buf[:end]))
-            body = framing.content_length
-            if framing.unknown or body is None or body > self.limits.max_body_bytes:
-                # chunked, malformed, or a body botkit refuses unread (413): the pool
-                # reads what it needs, as gthread does
+            size = framing.content_length
+            if framing.unknown or (size is not None and size > self.limits.max_body_bytes):
+                # malformed, or a body botkit refuses unread (413): gunicorn and the app
+                # read what they need, as under gthread
                 self._hand_over(conn, read)
                 return
-            read.length = end + 4 + body
-            if len(buf) < read.length:
+            if framing.chunked:
+                read.chunk_at = read.body_at
+            else:
+                read.length = read.body_at + (size or 0)
+            if len(buf) < (read.length or 0) or framing.chunked:
                 read.deadline = read.arrived + self.limits.body_timeout
                 if framing.expect_continue and not self._send(conn, _CONTINUE):
                     self._close(conn)
                     return
+        if read.chunk_at is not None:
+            end = self._chunked_end(read)
+            if end == _WAIT:
+                return
+            if end != _HAND_OVER:
+                read.length = end
+                read.chunk_at = None
+            else:
+                self._hand_over(conn, read)
+                return
         if read.length is not None and len(buf) >= read.length:
             self._hand_over(conn, read)
+
+    def _chunked_end(self, read: _Read) -> int:
+        """Where a chunked body ends, _WAIT for more bytes, or _HAND_OVER to gunicorn
+        (a malformed body, or more data than botkit accepts: gunicorn or the app says so
+        from the bytes already buffered)."""
+        buf, pos = read.buf, read.chunk_at
+        assert pos is not None
+        while True:
+            line_end = buf.find(b"\r\n", pos)
+            if line_end < 0:
+                return _HAND_OVER if len(buf) - pos > self.max_chunk_line else _WAIT
+            size_field = bytes(buf[pos:line_end]).split(b";", 1)[0].rstrip(b" \t")
+            if not size_field or size_field.strip(_HEX):
+                return _HAND_OVER  # gunicorn answers 400
+            size = int(size_field, 16)
+            if size == 0:  # the last chunk, then the trailer section up to an empty line
+                if buf[line_end + 2 : line_end + 4] == b"\r\n":
+                    return line_end + 4
+                trailers_end = buf.find(b"\r\n\r\n", line_end + 2)
+                if trailers_end >= 0:
+                    return trailers_end + 4
+                return _HAND_OVER if len(buf) - line_end > self.max_head else _WAIT
+            data_at = line_end + 2
+            available = min(size, len(buf) - data_at)
+            if read.decoded + available > self.limits.max_body_bytes:
+                return _HAND_OVER  # the app reads one byte past its limit: 413
+            if len(buf) < data_at + size + 2:
+                return _WAIT
+            if buf[data_at + size : data_at + size + 2] != b"\r\n":
+                return _HAND_OVER
+            read.decoded += size
+            pos = read.chunk_at = data_at + size + 2
 
     def _hand_over(self, conn: Any, read: _Read) -> None:
         """Give the buffered bytes to gunicorn's parser and the connection to the pool."""
