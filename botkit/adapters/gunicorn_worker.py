@@ -58,6 +58,9 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # gthread gives its kept-alive connections (STOP_KEEPALIVE_LINGER).
 _STOP_LINGER = 2.0
 _ARRIVED = "botkit.arrived"
+# Deadlines are checked this often (seconds) at most; gthread's loop also wakes once a
+# second when idle, so a deadline is kept within about a second.
+_SWEEP_EVERY = 0.25
 
 
 def check_gunicorn(version: str = gunicorn.__version__) -> None:
@@ -147,6 +150,16 @@ def _framing(head: bytes) -> _Framing:
     return _Framing(length, chunked, unknown, expect)
 
 
+def _bare_lf(buf: bytearray, start: int) -> bool:
+    """Whether a line feed from ``start`` on has no carriage return before it."""
+    at = buf.find(b"\n", start)
+    while at >= 0:
+        if at == 0 or buf[at - 1] != 13:  # 13: "\r"
+            return True
+        at = buf.find(b"\n", at + 1)
+    return False
+
+
 _HEX = b"0123456789abcdefABCDEF"
 _WAIT = -1
 _HAND_OVER = -2
@@ -179,6 +192,7 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         self.max_head = 2 + (line or 1024 * 1024) + 2 + fields * (size + 2) + 4
         self.max_chunk_line = size
         self.reads: dict[Any, _Read] = {}
+        self.next_sweep = 0.0
         self.local = threading.local()
 
     # -- the pool's entry ------------------------------------------------------------
@@ -196,12 +210,13 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         # Bytes already read past the last request (a pipelined one) start this one.
         leftover = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         if leftover:
-            self._received(conn, read, leftover, now)
-            if conn not in self.reads:
-                return
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
-        # A kept-alive connection comes here because it is readable: no need to wait.
-        self._on_readable(conn, conn.sock)
+            self._guarded(self._received, conn, read, leftover, now)
+        if conn in self.reads:
+            # A kept-alive connection comes here because it is readable: read it now,
+            # and wait in the poller only if the request is not complete yet.
+            self._on_readable(conn, conn.sock)
+        if conn in self.reads:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: Any, _sock: Any) -> None:
         read = self.reads.get(conn)
@@ -217,21 +232,33 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         if not data:  # the client closed, or gave up mid-request
             self._close(conn)
             return
-        self._received(conn, read, data, time.monotonic())
+        self._guarded(self._received, conn, read, data, time.monotonic())
+
+    def _guarded(self, step: Callable[..., None], conn: Any, *args: Any) -> None:
+        # The loop serves every connection of the worker: a bug met on one request
+        # closes that connection, never the worker.
+        try:
+            step(conn, *args)
+        except Exception:
+            self.log.exception("botkit: error while reading a request from %s", conn.client)
+            if conn in self.reads:
+                self._close(conn)
 
     def _received(self, conn: Any, read: _Read, data: bytes, now: float) -> None:
         if read.arrived is None:
             read.arrived = now
             read.deadline = now + self.limits.header_timeout
-        read.buf += data
         buf = read.buf
+        scanned = len(buf)
+        buf += data
         if read.body_at is None:
-            end = buf.find(b"\r\n\r\n")
+            # only the new bytes, and the three before them, can complete the head
+            end = buf.find(b"\r\n\r\n", max(0, scanned - 3))
             if end < 0:
                 refused = (
                     len(buf) > self.max_head
                     or (0 < self.max_request_line < len(buf) and buf.find(b"\r\n", 2) < 0)
-                    or buf.count(b"\n") != buf.count(b"\r\n")  # bare LF: gunicorn says 400
+                    or _bare_lf(buf, scanned)  # gunicorn answers 400
                 )
                 if refused:
                     self._hand_over(conn, read)
@@ -313,9 +340,10 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
     def murder_pending(self) -> None:
         """gthread's per-turn timeout sweep, plus the deadlines of requests being read."""
         super().murder_pending()
-        if not self.reads:
-            return
         now = time.monotonic()
+        if not self.reads or now < self.next_sweep:
+            return
+        self.next_sweep = now + _SWEEP_EVERY  # the loop turns on every event: not each time
         for conn, read in list(self.reads.items()):
             if read.arrived is None and not self.alive:
                 read.deadline = min(read.deadline, now + _STOP_LINGER)
