@@ -11,7 +11,7 @@ setup(
     package_data={"botkit": ["py.typed", "adapters/playground/static/*", "adapters/playground/templates/*"]},
     install_requires=[
         "flask>=3.0",
-        "gunicorn>=22",
+        "gunicorn>=27.0.1,<28",  # botkit.adapters.gunicorn_worker relies on its gthread internals
         "marshmallow>=3.20",
         "requests>=2.31",
         "blinker>=1.7",

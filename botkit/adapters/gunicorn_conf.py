@@ -21,7 +21,7 @@ import socket
 import sys
 from typing import Any
 
-from .gunicorn_worker import ReadLimits
+from .gunicorn_worker import BotkitWorker, ReadLimits, check_gunicorn
 
 __all__ = [
     "accesslog",
@@ -136,10 +136,13 @@ def _reexec_without_listeners(server: Any) -> None:
 
 
 def on_starting(server: Any) -> None:
-    try:
-        ReadLimits.from_environ(os.environ)  # a typo stops the start, not every worker's boot
-    except ValueError as exc:
-        raise SystemExit(f"botkit: {exc}") from None
+    # Stop the start with the reason, rather than fail every worker's boot.
+    if isinstance(server.worker_class, type) and issubclass(server.worker_class, BotkitWorker):
+        try:
+            check_gunicorn()
+            ReadLimits.from_environ(os.environ)
+        except (RuntimeError, ValueError) as exc:
+            raise SystemExit(f"botkit: {exc}") from None
     _reexec_without_listeners(server)
     _check_port_free(server)
     if _metrics_dir:
