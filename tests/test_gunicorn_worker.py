@@ -313,12 +313,13 @@ def test_a_chunked_body_is_read_in_the_loop(raw: Callable[..., Raw]) -> None:
     assert json.loads(conn.answer()[2])["path"] == "/next"  # what followed it, pipelined
 
 
-def test_a_slow_chunked_body_gets_408(raw: Callable[..., Raw]) -> None:
+def test_a_slow_chunked_body_gets_408(raw: Callable[..., Raw], server: GunicornServer) -> None:
     conn = raw()
     conn.send(CHUNKED + b"5\r\nhel")
     sent = time.monotonic()
     assert conn.answer()[0] == 408
     assert 2.5 < time.monotonic() - sent < 5.5
+    assert "request body incomplete after 3 s" in server.log()
 
 
 def test_a_malformed_chunk_is_refused_at_once(raw: Callable[..., Raw]) -> None:

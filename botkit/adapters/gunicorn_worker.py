@@ -21,21 +21,26 @@ transfer coding other than chunked. TLS (``BOTKIT_TLS_*``), HTTP/2, the PROXY pr
 uwsgi keep gthread's path entirely: put a proxy in front of those deployments.
 
 The request's arrival, ``time.monotonic()`` when the worker read its first byte, is in
-the WSGI environ as ``botkit.arrived`` (a float; absent under other servers).
+the WSGI environ as ``botkit.arrived`` (a float; absent under other servers). For a
+request that came pipelined behind another, it is when the worker took it up; on
+gthread's path (TLS), when the connection turned readable.
 
-**gunicorn internals.** gunicorn has no public hook for this, so the class relies on
-gthread's private structure, pinned to gunicorn 27 (``GUNICORN_MAJOR``), checked at
-boot (:func:`check_gunicorn`) and by ``tests/test_slowloris.py``: ``ThreadWorker``
+**gunicorn internals.** gunicorn has no public hook for reading a request before a
+thread takes it, so the class relies on gthread's private structure, pinned in setup.py
+to gunicorn 27 (``GUNICORN_MAJOR``), checked at start (:func:`check_gunicorn`) and by
+``tests/test_gunicorn_worker.py`` and ``tests/test_slowloris.py``: the ``ThreadWorker``
 methods ``enqueue_req`` (the one way into the pool: after accept, for a kept-alive
-connection that turns readable, and for bytes left over after a request), ``handle_request``,
-``murder_pending`` (called on every turn of the loop) and the attributes ``poller``,
-``nr_conns``, ``alive``; ``TConn``'s ``sock``, ``client``, ``parser``, ``data_ready``
-(skips gthread's in-thread wait); ``gunicorn.http.get_parser`` and the parser's
+connection that turns readable, and for bytes left over after a request),
+``handle_request`` (runs in the pool thread), ``murder_pending`` (called on every turn of
+the loop), ``load_wsgi`` and the attributes ``poller``, ``nr_conns``, ``alive``, ``wsgi``;
+``TConn``'s ``sock``, ``client``, ``parser``, ``data_ready`` (skips gthread's in-thread
+wait for a first byte) and ``close``; ``gunicorn.http.get_parser`` and the parser's
 ``unreader.unread``/``take_buffered``, the way ``TConn.init`` hands over bytes it read.
 """
 
 from __future__ import annotations
 
+import os
 import selectors
 import threading
 import time
@@ -73,14 +78,20 @@ def check_gunicorn(version: str = gunicorn.__version__) -> None:
         )
 
 
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+def _peer(client: Any) -> str:
+    if isinstance(client, tuple) and len(client) >= 2:
+        return f"{client[0]}:{client[1]}"
+    return str(client)
+
+
+def _positive(environ: Mapping[str, str], name: str, default: float) -> float:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+        raise ValueError(f"{name}={raw!r} is not a number") from None
     if not value > 0:
         raise ValueError(f"{name} must be greater than 0, got {raw!r}")
     return value
@@ -97,9 +108,9 @@ class ReadLimits:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ReadLimits:
         """``BOTKIT_HEADER_TIMEOUT``, ``BOTKIT_BODY_TIMEOUT``, ``BOTKIT_MAX_BODY_BYTES``."""
-        header = _seconds(environ, "BOTKIT_HEADER_TIMEOUT", cls.header_timeout)
-        body = _seconds(environ, "BOTKIT_BODY_TIMEOUT", cls.body_timeout)
-        size = _seconds(environ, "BOTKIT_MAX_BODY_BYTES", cls.max_body_bytes)
+        header = _positive(environ, "BOTKIT_HEADER_TIMEOUT", cls.header_timeout)
+        body = _positive(environ, "BOTKIT_BODY_TIMEOUT", cls.body_timeout)
+        size = _positive(environ, "BOTKIT_MAX_BODY_BYTES", cls.max_body_bytes)
         return cls(header, max(header, body), int(size))
 
 
@@ -171,8 +182,6 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         check_gunicorn()
         super().__init__(*args, **kwargs)
-        import os
-
         self.limits = ReadLimits.from_environ(os.environ)
         cfg = self.cfg
         # Anything but plain HTTP/1.x on a TCP socket keeps gthread's path (module docs).
@@ -350,11 +359,10 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
             if read.deadline > now:
                 continue
             if read.arrived is not None:
-                what = "headers" if read.length is None else "body"
                 self.log.info(
                     "botkit: closed a connection from %s: request %s incomplete after %.0f s",
-                    conn.client,
-                    what,
+                    _peer(conn.client),
+                    "headers" if read.body_at is None else "body",
                     now - read.arrived,
                 )
                 self._send(conn, _TIMEOUT_ANSWER)
