@@ -133,13 +133,13 @@ def test_arrival_is_the_first_byte(raw: Callable[..., Raw]) -> None:
     request = post("/arrival", b"y" * 100)
     first = time.monotonic()
     conn.send(request[:1])
-    time.sleep(0.6)
+    time.sleep(1.0)
     conn.send(request[1:])
     status, _, body = conn.answer()
     answer = json.loads(body)
     assert status == 200 and answer["length"] == 100
-    assert first <= answer["arrived"] < first + 0.3
-    assert answer["served"] >= first + 0.6
+    assert first <= answer["arrived"] < first + 0.7  # generous: the machine may be busy
+    assert answer["served"] >= first + 1.0
 
 
 def test_headers_sent_slowly_within_the_deadline(raw: Callable[..., Raw]) -> None:
@@ -186,7 +186,7 @@ def test_a_slow_client_keeps_no_thread(raw: Callable[..., Raw]) -> None:
     conn.send(get("/fine"))
     status, _, _ = conn.answer()
     assert status == 200
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 1.5  # before BOTKIT_HEADER_TIMEOUT (2 s) frees any
 
 
 def test_clients_that_leave_mid_headers_free_their_connection(
