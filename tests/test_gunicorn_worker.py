@@ -345,6 +345,27 @@ def test_a_chunked_body_over_the_limit_gets_413(
     assert conn.answer()[0] == 413
 
 
+def test_past_the_buffer_budget_requests_are_read_by_threads(raw: Callable[..., Raw]) -> None:
+    # BOTKIT_READ_BUFFER_BYTES=5000: a worker holds no more of unfinished requests; the
+    # next one is served the way gthread serves it, by a thread reading its body.
+    env = {"BOTKIT_READ_BUFFER_BYTES": "5000", "BOTKIT_BODY_TIMEOUT": "30"}
+    with GunicornServer("test_gunicorn_worker:app", env=env, healthy=False) as small:
+        held = raw(small)
+        held.send(post("/held", b"h" * 4000)[:-1000])  # 3000 bytes of body, then a stall
+        time.sleep(0.3)
+        over = raw(small)
+        request = post("/over", b"o" * 4000)
+        over.send(request[:-1000])  # the worker now holds over 5000 bytes
+        time.sleep(0.3)
+        over.send(request[-1000:])
+        status, _, body = over.answer()
+        assert status == 200 and json.loads(body)["length"] == 4000
+        held.send(b"h" * 1000)  # the first one was not dropped: it completes as usual
+        assert json.loads(held.answer()[2])["length"] == 4000
+        log = small.log()
+    assert log.count("unfinished requests hold over 5000 bytes") == 1
+
+
 def test_signed_webhooks_through_the_worker(bot_server: GunicornServer) -> None:
     conn = bot_server.connection()
     for attempt in range(3):

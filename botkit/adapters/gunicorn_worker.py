@@ -13,7 +13,9 @@ its socket stays in the worker's poller, non-blocking, and the bytes are buffere
   within ``BOTKIT_BODY_TIMEOUT`` seconds (default 30) of the first byte. ``Expect:
   100-continue`` is answered from the loop so the client sends it.
 
-Past a deadline the connection gets a 408 and is closed. What the loop cannot judge goes
+Past a deadline the connection gets a 408 and is closed. A worker holds at most
+``BOTKIT_READ_BUFFER_BYTES`` (64 MiB) of unfinished requests; past that, it hands further
+ones to the pool as they are, to be read there as under gthread (and logs a warning). What the loop cannot judge goes
 to the pool as soon as gunicorn or the app can answer it from the bytes buffered, as
 under gthread: a malformed or oversized head (400, 414, 431), a body over the limit
 (botkit answers 413; one declared too large is not read), a malformed chunked body, a
@@ -104,14 +106,18 @@ class ReadLimits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_body_bytes: int = 1024 * 1024
+    #: bytes of unfinished requests one worker holds at most
+    buffer_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> ReadLimits:
-        """``BOTKIT_HEADER_TIMEOUT``, ``BOTKIT_BODY_TIMEOUT``, ``BOTKIT_MAX_BODY_BYTES``."""
+        """``BOTKIT_HEADER_TIMEOUT``, ``BOTKIT_BODY_TIMEOUT``, ``BOTKIT_MAX_BODY_BYTES``,
+        ``BOTKIT_READ_BUFFER_BYTES``."""
         header = _positive(environ, "BOTKIT_HEADER_TIMEOUT", cls.header_timeout)
         body = _positive(environ, "BOTKIT_BODY_TIMEOUT", cls.body_timeout)
         size = _positive(environ, "BOTKIT_MAX_BODY_BYTES", cls.max_body_bytes)
-        return cls(header, max(header, body), int(size))
+        held = _positive(environ, "BOTKIT_READ_BUFFER_BYTES", cls.buffer_bytes)
+        return cls(header, max(header, body), int(size), int(held))
 
 
 @dataclass
@@ -201,6 +207,8 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         self.max_head = 2 + (line or 1024 * 1024) + 2 + fields * (size + 2) + 4
         self.max_chunk_line = size
         self.reads: dict[Any, _Read] = {}
+        self.buffered = 0  # bytes held in self.reads
+        self.next_budget_warning = 0.0
         self.next_sweep = 0.0
         self.local = threading.local()
 
@@ -260,6 +268,13 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         buf = read.buf
         scanned = len(buf)
         buf += data
+        self.buffered += len(data)
+        if self.buffered > self.limits.buffer_bytes:
+            # Memory stays bounded when many clients send large requests slowly: past the
+            # budget a request is read by a pool thread, as under gthread.
+            self._over_budget()
+            self._hand_over(conn, read)
+            return
         if read.body_at is None:
             # only the new bytes, and the three before them, can complete the head
             end = buf.find(b"\r\n\r\n", max(0, scanned - 3))
@@ -375,8 +390,20 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         except OSError:
             return False
 
+    def _over_budget(self) -> None:
+        now = time.monotonic()
+        if now >= self.next_budget_warning:
+            self.next_budget_warning = now + 60  # once a minute at most, under an attack
+            self.log.warning(
+                "botkit: unfinished requests hold over %d bytes (BOTKIT_READ_BUFFER_BYTES): "
+                "reading further ones in pool threads, without deadlines",
+                self.limits.buffer_bytes,
+            )
+
     def _forget(self, conn: Any) -> None:
-        self.reads.pop(conn, None)
+        read = self.reads.pop(conn, None)
+        if read is not None:
+            self.buffered -= len(read.buf)
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
