@@ -19,7 +19,7 @@ setup(
     },
     install_requires=[
         "flask>=3.0",
-        "gunicorn>=22",
+        "gunicorn>=27.0.1,<28",  # botkit.adapters.gunicorn_worker relies on its gthread internals
         "marshmallow>=3.20",
         "requests>=2.31",
         "blinker>=1.7",

@@ -84,6 +84,8 @@ class GunicornServer:
         graceful_timeout: seconds :meth:`stop` lets workers finish in-flight requests.
         args: more command-line arguments for gunicorn.
         healthy: wait for ``GET /healthz`` to answer 200 (otherwise any HTTP answer).
+        config: gunicorn's ``-c``, the repository's ``gunicorn.conf.py`` unless given (e.g.
+            ``python:botkit.adapters.gunicorn_conf``, the packaged settings).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class GunicornServer:
         args: tuple[str, ...] | list[str] = (),
         healthy: bool = True,
         cwd: str = ROOT,
+        config: str = "gunicorn.conf.py",
     ) -> None:
         self.app = app
         self.workers = workers
@@ -105,6 +108,7 @@ class GunicornServer:
         self.args = list(args)
         self.healthy = healthy
         self.cwd = cwd
+        self.config = config
         self.host = "127.0.0.1"
         self.port = 0
         self.dir = tempfile.mkdtemp(prefix="botkit-gunicorn-")
@@ -186,7 +190,7 @@ class GunicornServer:
     def command(self) -> list[str]:
         cmd = [
             sys.executable, "-m", "gunicorn",
-            "-c", "gunicorn.conf.py",
+            "-c", self.config,
             "--bind", f"{self.host}:{self.port}",
             "--workers", str(self.workers),
             "--graceful-timeout", str(self.graceful_timeout),

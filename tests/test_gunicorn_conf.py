@@ -1,4 +1,6 @@
-"""The repository's gunicorn.conf.py: how workers share a port, and their malloc arenas."""
+"""The gunicorn settings (botkit/adapters/gunicorn_conf.py, which the repository's
+gunicorn.conf.py re-exports): how workers share a port, their malloc arenas, the printed
+address, and serving a bot outside the checkout."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
-from server import ROOT, GunicornServer
+from server import ROOT, GunicornServer, signed_post
+
+from botkit.testing import command_payload, encode
 
 pytestmark = [
     pytest.mark.slow,
@@ -187,3 +191,102 @@ def test_a_worker_allocates_from_two_arenas(env: dict[str, str], expected: int) 
     # and its workers inherit that. MALLOC_ARENA_MAX, when set, wins.
     with GunicornServer("test_gunicorn_conf:arenas", env=env, healthy=False) as server:
         assert int(server.get("/").body) == expected
+
+
+# -- the packaged settings ---------------------------------------------------------------
+
+MYBOT = """\
+from botkit import Bot
+
+bot = Bot()
+
+
+@bot.command("hello", description="Say hello")
+def hello(ctx):
+    return "hello from mybot"
+
+
+app = bot.create_app()
+"""
+
+
+def test_a_bot_outside_the_checkout_runs_with_the_packaged_settings(tmp_path: Any) -> None:
+    # The folder holds only the bot: no gunicorn.conf.py, no checkout on the path.
+    (tmp_path / "mybot.py").write_text(MYBOT)
+    server = GunicornServer(
+        "mybot:app",
+        env={"BOTKIT_DEV": "1"},
+        workers=2,
+        cwd=str(tmp_path),
+        config="python:botkit.adapters.gunicorn_conf",
+    )
+    paths = server.env["PYTHONPATH"].split(os.pathsep)
+    server.env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p != ROOT)
+    with server:
+        body = encode(command_payload("/hello"))
+        reply = signed_post(
+            server.connection(), "/webhooks/stream/custom-commands?type=hello", body
+        )
+        server.wait_for_workers()
+        wait_for_listeners(server.port, 2)  # reuse_port: the packaged settings apply
+        log = server.log()
+    assert reply.status == 200
+    assert reply.json()["message"]["text"] == "hello from mybot"
+    assert "Using worker: botkit.adapters.gunicorn_worker.BotkitWorker" in log
+    assert f"botkit listening on http://127.0.0.1:{server.port} (2 workers)" in log
+
+
+def test_the_repository_settings_are_the_packaged_ones() -> None:
+    # gunicorn.conf.py is executed as a file; gunicorn keeps the names it knows, hooks too.
+    namespace: dict[str, Any] = {}
+    with open(os.path.join(ROOT, "gunicorn.conf.py"), encoding="utf-8") as fh:
+        exec(compile(fh.read(), "gunicorn.conf.py", "exec"), namespace)
+    from botkit.adapters import gunicorn_conf
+
+    for name in gunicorn_conf.__all__:
+        assert namespace[name] is getattr(gunicorn_conf, name), name
+    for hook in ("on_starting", "when_ready", "post_worker_init", "child_exit"):
+        assert callable(namespace[hook])
+
+
+def test_the_settings_module_loads_neither_flask_nor_the_app() -> None:
+    # gunicorn's master imports it before anything else: it must stay light.
+    code = (
+        "import sys, botkit.adapters.gunicorn_conf; "
+        "print(sorted(m for m in ('flask', 'werkzeug', 'wsgi', 'examples') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_listening_address_is_printed() -> None:
+    # With reuse_port the master binds nothing, and gunicorn's own line has no address.
+    with GunicornServer("bots.pids:app", workers=2, healthy=False) as server:
+        server.wait_for_workers()
+        log = server.log()
+    assert "Listening at:  (" in log  # gunicorn's line, blank: why botkit prints its own
+    assert f"botkit listening on http://127.0.0.1:{server.port} (2 workers)" in log
+
+
+def test_the_listening_address_without_reuse_port() -> None:
+    env = {"GUNICORN_REUSE_PORT": "0"}
+    with GunicornServer("bots.pids:app", env=env, workers=1, healthy=False) as server:
+        server.wait_for_workers()
+        log = server.log()
+    assert f"botkit listening on http://127.0.0.1:{server.port} (1 worker)" in log
+
+
+def test_a_bad_read_limit_stops_the_start() -> None:
+    server = GunicornServer("bots.pids:app", env={"BOTKIT_HEADER_TIMEOUT": "soon"}, healthy=False)
+    try:
+        out = subprocess.run(
+            server.command(), cwd=ROOT, env=server.env, capture_output=True, text=True,
+            timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        server.cleanup()
+    assert out.returncode != 0
+    assert "botkit: BOTKIT_HEADER_TIMEOUT='soon' is not a number" in out.stderr
+    assert "Traceback" not in out.stderr

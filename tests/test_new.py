@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import os
 import signal
 import subprocess
@@ -44,14 +43,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def served(command: str) -> str:
-    """A shell line that starts gunicorn, as a test may run it.
-
-    The packaged settings (``botkit.adapters.gunicorn_conf``) come from another branch:
-    until they are merged, the repository's gunicorn.conf.py stands in for them. Servers
-    started by tests never open gunicorn's control socket.
-    """
-    if importlib.util.find_spec("botkit.adapters.gunicorn_conf") is None:
-        command = command.replace(f"-c {PACKAGED_SETTINGS}", f"-c {ROOT}/gunicorn.conf.py")
+    """A shell line that starts gunicorn, as a test may run it: servers started by tests
+    never open gunicorn's control socket."""
     return command.replace("gunicorn ", "gunicorn --no-control-socket ", 1)
 
 
@@ -245,28 +238,12 @@ def test_the_web_line_serves_and_botkit_send_gets_the_reply(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_the_server_refuses_to_start_without_credentials(tmp_path: Path) -> None:
-    """check_startup in gunicorn's post_worker_init stops the server with the message.
-
-    The settings here add the hook to the repository's gunicorn.conf.py, the way the
-    packaged settings are to call it."""
+    """The packaged settings' post_worker_init stops the server with the message."""
     write_project(tmp_path / "mybot")
     project = tmp_path / "mybot"
-    settings = tmp_path / "settings.py"
-    settings.write_text(
-        f"exec(open({os.path.join(ROOT, 'gunicorn.conf.py')!r}).read())\n"
-        "import sys\n"
-        "from botkit.adapters.web import check_startup\n"
-        "from botkit.core.config import ConfigError\n\n"
-        "def post_worker_init(worker):\n"
-        "    try:\n"
-        "        check_startup(worker.wsgi)\n"
-        "    except ConfigError as exc:\n"
-        "        worker.log.error('botkit: %s', exc)\n"
-        "        sys.exit(3)  # gunicorn's WORKER_BOOT_ERROR: the master stops too\n"
-    )
     port = find_free_port()
     command = [
-        "gunicorn", "--no-control-socket", "-c", str(settings),
+        "gunicorn", "--no-control-socket", "-c", PACKAGED_SETTINGS,
         "--bind", f"127.0.0.1:{port}", "--workers", "1", "bot:app",
     ]  # fmt: skip
     out = subprocess.run(

@@ -1,4 +1,4 @@
-"""HTTPS: gunicorn.conf.py serves TLS itself when BOTKIT_TLS_CERT and BOTKIT_TLS_KEY are set
+"""HTTPS: the gunicorn settings serve TLS themselves when BOTKIT_TLS_CERT and BOTKIT_TLS_KEY are set
 (tested with a self-signed certificate made here with openssl)."""
 
 from __future__ import annotations
@@ -125,3 +125,19 @@ def test_botkit_send_explains_an_untrusted_certificate(tls_server: TLSServer) ->
     assert len(result.output.strip().splitlines()) == 2  # the dev-key note and the error
     assert "REQUESTS_CA_BUNDLE" in result.output
     assert "Traceback" not in result.output
+
+
+def test_keep_alive_over_https(tls_server: TLSServer) -> None:
+    # botkit's worker leaves TLS connections on gthread's own path (the loop does not read
+    # them): requests and keep-alive work as before.
+    conn = tls_server.connection()
+    try:
+        for attempt in range(3):
+            body = encode(command_payload("/gif rain"))
+            reply = signed_post(conn, "/webhooks/stream/custom-commands?type=gif", body)
+            assert reply.status == 200, attempt
+            assert not reply.will_close
+    finally:
+        conn.close()
+    assert "Using worker: botkit.adapters.gunicorn_worker.BotkitWorker" in tls_server.log()
+    assert f"botkit listening on https://127.0.0.1:{tls_server.port}" in tls_server.log()
