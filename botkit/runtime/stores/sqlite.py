@@ -46,6 +46,10 @@ FILE_CHECK_EVERY = 1.0
 WRITE_FAILURE_MEMORY = 5.0
 #: The WAL file is cut back to this size when it starts over after a burst.
 SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
+#: Seconds between two checkpoints that start the WAL over, on the answers thread. Under
+#: writes that never pause, SQLite's own checkpoints never find a moment to start it
+#: over, and the WAL grows (67-168 MB in two seconds of benchmarks/store_claims.py).
+SQLITE_CHECKPOINT_EVERY = 0.5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS botkit_idempotency (
@@ -143,6 +147,8 @@ class SQLiteStore(WriteBehindStore):
         self._file_id: tuple[int, int] | None = None
         self._file_checked = 0.0
         self._size_checked = 0.0
+        self._checkpointed = 0.0
+        self._shm = path + "-shm"
         self._failed_at = -WRITE_FAILURE_MEMORY
         self._ready = False
         try:
@@ -184,6 +190,10 @@ class SQLiteStore(WriteBehindStore):
     def _connect(self) -> sqlite3.Connection:
         """This thread's connection, opened afresh after a fork, a failure or a change
         of the file."""
+        if not self._shm_writable():
+            # SQLite maps the -shm file into memory: touching it once it is immutable
+            # (chattr +i) is a SIGBUS that kills the process, not an error to catch.
+            raise sqlite3.OperationalError(f"{self._shm} cannot be written")
         local = self._local
         pid = os.getpid()
         conn = local.conn
@@ -204,6 +214,9 @@ class SQLiteStore(WriteBehindStore):
         try:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
+            # Commits never checkpoint: the answers thread does (see checkpoint()). Under
+            # steady writes from several workers every commit would run one, fsync and all.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         except BaseException:
             conn.close()
             raise
@@ -212,9 +225,14 @@ class SQLiteStore(WriteBehindStore):
             local.pid, local.generation, local.conn = pid, self._generation, conn
         return conn
 
+    def _shm_writable(self) -> bool:
+        return os.access(self._shm, os.W_OK) or not os.path.exists(self._shm)
+
     def _drop_connection(self) -> None:
         """Close this thread's connection after a failure: the next use opens a new one
         (a connection that opened the file read-only would otherwise stay read-only)."""
+        if not self._shm_writable():
+            return  # closing may write to the -shm file (see _connect): keep it for later
         local = self._local
         conn, local.conn = local.conn, None
         if conn is not None and local.pid == os.getpid():
@@ -364,6 +382,26 @@ class SQLiteStore(WriteBehindStore):
         if time.monotonic() - self._size_checked >= SIZE_CHECK_EVERY:
             self._size_checked = time.monotonic()
             self.enforce_size()
+        if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
+            self._checkpointed = time.monotonic()
+            self.checkpoint()
+
+    def checkpoint(self) -> int:
+        """Copy the WAL into the database and have the next write start it over, unless
+        a reader or writer is in the way (then return 1, and the next call tries again).
+        It does not wait: a waiting ``RESTART`` checkpoint holds every writer back."""
+        try:
+            conn = self._connect()
+            conn.execute("PRAGMA busy_timeout=0")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # holds no one back
+                (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+        except sqlite3.Error as exc:
+            logger.debug("sqlite store %s: checkpoint skipped: %s", self.url, exc)
+            return 1
+        return int(busy)
 
     def cleanup(self) -> int:
         """Delete up to ``SQLITE_CLEANUP_BATCH`` expired rows; return how many.
