@@ -1165,3 +1165,116 @@ def test_redis_url_forms_accepted() -> None:
         assert isinstance(store, RedisStore)
         assert "pw@" not in store.url
         store.close()
+
+
+# ---------------------------------------------------------------------------
+# Bounded storage: BOTKIT_STORE_MAX_ANSWER_BYTES and BOTKIT_STORE_MAX_BYTES
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_an_answer_over_the_cap_is_kept_without_its_body(kind: str, tmp_path: Any) -> None:
+    url = "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/cap.db"
+    store = open_store(url, max_answer_bytes=100)
+    try:
+        for key, complete in (("now", store.complete), ("soon", store.complete_soon)):
+            assert store.claim(key, "fp", 30) is None
+            complete(key, "fp", 200, b"x" * 101, 60)
+            assert store.flush(5)
+            # answered, without its body: a copy gets the in-flight answer, and the
+            # handler does not run again
+            assert store.get(key) == Entry("fp", 200, None)
+            assert store.claim(key, "fp", 30) == Entry("fp", 200, None)
+        assert store.claim("small", "fp", 30) is None
+        store.complete("small", "fp", 200, b"x" * 100, 60)
+        assert store.get("small") == Entry("fp", 200, b"x" * 100)
+    finally:
+        store.close()
+
+
+def test_a_copy_of_an_answer_over_the_cap_gets_the_placeholder(tmp_path: Any) -> None:
+    from botkit import Bot, CommandContext, Config
+    from botkit.core.signing import KeyRing
+    from botkit.testing import TestClient, command_payload, encode
+
+    bot = Bot()
+    runs: list[str] = []
+
+    @bot.command("big", placeholder="still on it")
+    def big(ctx: CommandContext) -> str:
+        runs.append(ctx.args)
+        return "y" * 2000
+
+    config = Config(
+        keyring=KeyRing({"k": ("s",)}),
+        store_url=f"sqlite:///{tmp_path}/s.db",
+        store_max_answer_bytes=1000,
+    )
+    body = encode(command_payload("/big once"))
+    with TestClient(bot, config=config, api_key="k", secret="s") as client:
+        first = client.post("/custom-commands?type=big", body, webhook_id="w1")
+        assert first.status == 200 and first.json["message"]["text"] == "y" * 2000
+        client.app.extensions["botkit"].runtime.store.flush(5)
+        again = client.post("/custom-commands?type=big", body, webhook_id="w1", attempt=2)
+    assert again.status == 200
+    assert again.json["message"]["text"] == "still on it"
+    assert runs == ["once"]
+
+
+def test_sqlite_size_cap_evicts_expired_then_oldest_answers(tmp_path: Any) -> None:
+    clock = FakeClock()
+    store = SQLiteStore(str(tmp_path / "size.db"), clock=clock, max_bytes=300 * 1024)
+    try:
+        assert store.claim("pending", "fp", 3600) is None  # a claim in flight stays
+        for i in range(20):
+            store.complete(f"expiring-{i}", "fp", 200, b"e" * 4096, 5)
+        clock.advance(10)  # those have expired, none cleaned up yet
+        for i in range(100):
+            store.complete(f"answer-{i:03}", "fp", 200, b"a" * 4096, 3600)
+            clock.advance(1)
+        assert store.data_bytes() > 300 * 1024
+        assert store.enforce_size() > 20
+        assert store.data_bytes() <= 300 * 1024
+        db = sqlite3.connect(str(tmp_path / "size.db"))
+        keys = {key for (key,) in db.execute("SELECT key FROM botkit_idempotency")}
+        db.close()
+        assert not any(key.startswith("expiring-") for key in keys)
+        kept = sorted(key for key in keys if key.startswith("answer-"))
+        assert kept == [f"answer-{i:03}" for i in range(100 - len(kept), 100)]  # the newest
+        assert 30 < len(kept) < 100
+        assert "pending" in keys
+        assert store.enforce_size() == 0  # under the cap: nothing to do
+    finally:
+        store.close()
+
+
+def test_sqlite_size_cap_is_kept_by_the_answers_thread(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_backend, "SIZE_CHECK_EVERY", 0.0)
+    store = open_store(f"sqlite:///{tmp_path}/auto.db", max_bytes=200 * 1024)
+    assert isinstance(store, SQLiteStore)
+    try:
+        for i in range(300):
+            store.complete_soon(f"k{i}", "fp", 200, b"z" * 4096, 3600)
+            if i % 50 == 49:
+                assert store.flush(5)
+        assert store.flush(5)
+        assert store.data_bytes() <= 200 * 1024 + 64 * 4096  # at most a batch over it
+        assert store.get("k299") == Entry("fp", 200, b"z" * 4096)
+        assert store.get("k0") is None
+    finally:
+        store.close()
+
+
+def test_store_caps_are_settings() -> None:
+    from botkit import Config, ConfigError
+
+    env = {"BOTKIT_DEV": "1"}
+    config = Config.from_env(env)
+    assert (config.store_max_answer_bytes, config.store_max_bytes) == (256 * 1024, 256 << 20)
+    config = Config.from_env(
+        {**env, "BOTKIT_STORE_MAX_ANSWER_BYTES": "4096", "BOTKIT_STORE_MAX_BYTES": "1000000"}
+    )
+    assert (config.store_max_answer_bytes, config.store_max_bytes) == (4096, 1_000_000)
+    with pytest.raises(ConfigError, match="BOTKIT_STORE_MAX_BYTES"):
+        Config.from_env({**env, "BOTKIT_STORE_MAX_BYTES": "lots"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sqlite3
 import threading
@@ -446,20 +447,23 @@ class SQLiteStore(WriteBehindStore):
                 return 0
             conn = self._connect()
             target = self.max_bytes * SIZE_LOW_WATER
-            now = self._clock()
-            for sql, params in (
-                ("DELETE FROM botkit_idempotency WHERE expires_at <= ?", (now,)),
-                (
+            deleted = conn.execute(
+                "DELETE FROM botkit_idempotency WHERE expires_at <= ?", (self._clock(),)
+            ).rowcount
+            while (used := self.data_bytes()) > target:
+                # as many of the oldest answers as hold the excess, if rows are alike
+                (answers,) = conn.execute(
+                    "SELECT count(*) FROM botkit_idempotency WHERE status IS NOT NULL"
+                ).fetchone()
+                excess = math.ceil(answers * (used - target) / used)
+                gone = conn.execute(
                     "DELETE FROM botkit_idempotency WHERE rowid IN (SELECT rowid FROM"
                     " botkit_idempotency WHERE status IS NOT NULL ORDER BY expires_at LIMIT ?)",
-                    (SQLITE_CLEANUP_BATCH,),
-                ),
-            ):
-                while self.data_bytes() > target:
-                    gone = conn.execute(sql, params).rowcount
-                    deleted += gone
-                    if gone == 0 or sql.endswith("<= ?"):
-                        break
+                    (max(1, excess),),
+                ).rowcount
+                deleted += gone
+                if gone == 0:
+                    break
         except sqlite3.Error as exc:
             self._failed(exc)
             logger.warning("sqlite store %s: size cap not enforced: %s", self.url, exc)
