@@ -61,7 +61,7 @@ def _store_files(db: Path) -> list[Path]:
     return [db, Path(f"{db}-wal"), Path(f"{db}-shm")]
 
 
-def _server(directory: Path, db: Path, *, healthy: bool = True) -> GunicornServer:
+def _server(directory: Path, db: Path, *, healthy: bool = True, **extra: str) -> GunicornServer:
     effects = directory / "effects"
     effects.mkdir(exist_ok=True)
     init_effects(str(effects))
@@ -72,6 +72,7 @@ def _server(directory: Path, db: Path, *, healthy: bool = True) -> GunicornServe
         # nothing here calls Stream; were it to, it would find no one on loopback
         "STREAM_BASE_URL": f"http://127.0.0.1:{find_free_port()}",
         "BOTKIT_STORE": f"sqlite:///{db}",
+        **extra,
     }
     return GunicornServer(APP, env=env, workers=2, healthy=healthy)
 
@@ -205,13 +206,19 @@ def test_read_only_store_while_serving_then_recovery(
     servers: Callable[..., GunicornServer], ext_dir: Path
 ) -> None:
     db = ext_dir / "store.db"
-    server = servers(ext_dir, db)
+    metrics = ext_dir / "metrics"
+    metrics.mkdir()
+    server = servers(ext_dir, db, BOTKIT_METRICS="1", PROMETHEUS_MULTIPROC_DIR=str(metrics))
     pids = server.wait_for_workers()
     assert_exactly_once(server, "before", ids=1)  # both workers have the file open
+    assert "botkit_store_errors_total{" not in server.get("/metrics").body.decode()
     _chattr("+i", *_store_files(db))
     try:
         assert_store_down(server)
         assert_workers_alive(server, pids)
+        page = server.get("/metrics").body.decode()
+        assert 'botkit_store_errors_total{kind="healthz"}' in page
+        assert 'botkit_store_errors_total{kind="push"}' in page
     finally:
         _chattr("-i", *_store_files(db))
     wait_healthy(server, healthy=True)
