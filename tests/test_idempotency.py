@@ -1278,3 +1278,23 @@ def test_store_caps_are_settings() -> None:
     assert (config.store_max_answer_bytes, config.store_max_bytes) == (4096, 1_000_000)
     with pytest.raises(ConfigError, match="BOTKIT_STORE_MAX_BYTES"):
         Config.from_env({**env, "BOTKIT_STORE_MAX_BYTES": "lots"})
+
+
+def test_sqlite_file_that_is_not_a_database_is_unavailable_until_it_is_one(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_backend, "FILE_CHECK_EVERY", 0.0)  # look at every call
+    path = tmp_path / "s.db"
+    path.write_bytes(b"not a database at all" * 100)
+    store = open_store(f"sqlite:///{path}")  # boots: the workers start, /healthz says why
+    try:
+        for _ in range(3):  # each call tries again, none raises anything but this
+            with pytest.raises(StoreUnavailable, match="not a database"):
+                store.claim("during", "fp", 30)
+        with pytest.raises(StoreUnavailable):
+            store.ping()
+        path.unlink()  # the operator removes it: the store makes a new one
+        assert store.claim("after", "fp", 30) is None
+        assert store.get("after") == Entry("fp", None, None)
+    finally:
+        store.close()
