@@ -41,6 +41,8 @@ APP = "bots.reliability:create_app()"
 KEY, SECRET = "stub-key", "stub-secret"
 PREFIX = "/webhooks/stream"
 COPIES = 50
+#: Deliveries of two bodies racing on one id: the issue saw its spurious 409s in 480-750.
+RACERS = 160
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +239,60 @@ def test_exactly_once_across_workers_with_sqlite(sqlite_bot: GunicornServer) -> 
 
 def test_exactly_once_across_workers_with_redis(redis_bot: GunicornServer) -> None:
     assert_exactly_once(redis_bot, "redis")
+
+
+def race_bodies(server: GunicornServer, webhook_id: str, bodies: list[bytes]) -> list[HTTPResult]:
+    """``bodies[i]`` delivered with ``webhook_id`` on connection i, all released at once."""
+    conns = spread_connections(server, len(bodies))
+    results: list[Any] = [None] * len(bodies)
+    barrier = threading.Barrier(len(bodies))
+
+    def deliver(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = signed_post(
+                conns[i],
+                PREFIX + "/custom-commands?type=count",
+                bodies[i],
+                api_key=KEY,
+                secret=SECRET,
+                webhook_id=webhook_id,
+            )
+        except Exception as exc:
+            results[i] = exc
+        finally:
+            conns[i].close()
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(isinstance(r, HTTPResult) for r in results), results[:3]
+    return results
+
+
+def test_racing_bodies_copies_of_the_winner_get_its_answer(sqlite_bot: GunicornServer) -> None:
+    """Two bodies race on one X-Webhook-Id across 4 workers: one runs, every copy of
+    it gets its answer, and only the other body gets 409 (issue 20: 23-30 of 480-750
+    copies of the winning body got 409 when a SQLite claim did not say its body)."""
+    assert len(sqlite_bot.wait_for_workers()) == 4
+    sent = ["a" if i % 2 else "b" for i in range(RACERS)]
+    body = {name: command(f"/count racer-{name}") for name in "ab"}  # one body each
+    bodies = [body[name] for name in sent]
+    for _ in range(4):
+        webhook_id = str(uuid.uuid4())
+        results = race_bodies(sqlite_bot, webhook_id, bodies)
+        assert count(effects(sqlite_bot), "count", webhook_id) == 1
+        answered = {sent[i] for i, r in enumerate(results) if r.status == 200}
+        assert len(answered) == 1, [(sent[i], r.status) for i, r in enumerate(results)]
+        winner = answered.pop()
+        for i, r in enumerate(results):
+            if sent[i] == winner:
+                assert r.status == 200, (r.status, r.body)
+                assert r.json()["message"]["text"] == f"counted racer-{winner}"
+            else:
+                assert r.status == 409, (r.status, r.body)
 
 
 # -- 4. a worker killed while it holds a claim ------------------------------------------------
@@ -571,9 +627,9 @@ def test_before_send_in_budget_passes(sqlite_bot: GunicornServer) -> None:
 def test_a_copy_of_a_call_in_flight_in_another_process_waits_for_its_answer(
     tmp_path: Path, same_body: bool
 ) -> None:
-    """With SQLite, a claim of another worker is a lock this worker cannot take, and which
-    body it is for cannot be seen: the copy waits for the answer, whose fingerprint
-    decides between the replay and 409."""
+    """With SQLite, a claim of another worker is a row holding its body's fingerprint: a
+    copy of the same body waits for the answer and replays it; a different body is
+    refused (409)."""
     from botkit.runtime.stores import open_store
     from botkit.testing import TestClient
 

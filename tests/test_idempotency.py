@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
 import sqlite3
@@ -29,8 +28,7 @@ from services import RedisServer, redis_server, redis_url  # noqa: F401
 # what a bot author needs). Some internals are checked here directly: the helpers the
 # backends share (answers written by a thread, claims made together), Redis' value
 # layout (what older workers read in a rolling deploy; checked without a server), the
-# SQLite filter of answered keys (whose regions no store method shows), and the memory
-# store's idea of an entry's size. Each use says why a store's methods do not do.
+# SQLite store's connections, and the memory store's idea of an entry's size. Each use says why a store's methods do not do.
 from botkit.runtime.stores import (
     Entry,
     MemoryStore,
@@ -44,7 +42,6 @@ from botkit.runtime.stores.base import Answer, AnswerWriter, ClaimCombiner, Clai
 from botkit.runtime.stores.memory import ENTRY_OVERHEAD
 from botkit.runtime.stores.redis import RedisStore, decode_entry, encode_answer, encode_pending
 from botkit.runtime.stores.sqlite import SQLiteStore
-from botkit.runtime.stores.sqlite_claims import AnsweredKeys
 
 BODIES = [
     b"",
@@ -87,16 +84,13 @@ class Harness:
             time.sleep(seconds)
 
 
-@pytest.fixture(params=["memory", "sqlite", "sqlite-filter", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def harness(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Harness]:
     clock = FakeClock()
     if request.param == "memory":
         h = Harness("memory", open_store("memory://", clock=clock), clock)
-    elif request.param.startswith("sqlite"):
+    elif request.param == "sqlite":
         h = Harness("sqlite", open_store(f"sqlite:///{tmp_path}/idem.db", clock=clock), clock)
-        if request.param == "sqlite-filter":  # claims believe the filter of answered keys
-            assert isinstance(h.store, SQLiteStore)
-            _filter_on(h.store, clock)
     else:
         url = request.getfixturevalue("redis_url")
         h = Harness("redis", open_store(url), None)
@@ -375,9 +369,10 @@ class StoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: isinstance(self.store, SQLiteStore) and self.clock is not None)
     @rule()
     def maintain(self) -> None:
-        # the answers' thread's housekeeping of the filter of answered keys, at any moment
-        assert isinstance(self.store, SQLiteStore) and self.clock is not None
-        _answered(self.store).maintain(self.store, self.clock())
+        # the answers' thread's housekeeping (expired rows, the size cap), at any moment
+        assert isinstance(self.store, SQLiteStore)
+        self.store.cleanup()
+        self.store.enforce_size()
 
     @rule(
         name=st.sampled_from(["n1", "n2"]),
@@ -406,7 +401,7 @@ STATEFUL_SETTINGS = settings(
 )
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite", "sqlite-filter", "redis"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
 def test_store_matches_model(
     kind: str, request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -418,20 +413,11 @@ def test_store_matches_model(
             assert clock is not None
             return open_store("memory://?max_entries=100", clock=clock)
 
-    elif kind.startswith("sqlite"):
-        if kind == "sqlite-filter":
-            # A filter of 64 bits that starts afresh every 4 keys: keys share bits, and
-            # regions come and go within an example (the machine's `maintain`).
-            monkeypatch.setattr(AnsweredKeys, "BITS", 64)
-            monkeypatch.setattr(AnsweredKeys, "FILL", 4)
-            monkeypatch.setattr(AnsweredKeys, "QUIET", 2.0)
+    elif kind == "sqlite":
 
         def make(clock: FakeClock | None) -> Store:
             assert clock is not None
-            store = SQLiteStore(str(tmp_path / f"model-{next(counter)}.db"), clock=clock)
-            if kind == "sqlite-filter":
-                _filter_on(store, clock)
-            return store
+            return SQLiteStore(str(tmp_path / f"model-{next(counter)}.db"), clock=clock)
 
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
@@ -486,7 +472,7 @@ def _race_in_child(store: Store, barrier: Any, results: Any, done: Any) -> None:
     done.wait(timeout=60)
 
 
-def _race(store: Store, claims_end_with_their_process: bool = False) -> None:
+def _race(store: Store) -> None:
     # Use the store in the parent first, so that children inherit open
     # connections they must not reuse.
     assert store.claim("warmup", "fp", 30) is None
@@ -506,26 +492,20 @@ def _race(store: Store, claims_end_with_their_process: bool = False) -> None:
         assert errors == []
         owned = sorted(key for _, keys, _ in outcomes for key in keys)
         assert owned == sorted(f"race-{i}" for i in range(N_KEYS))
-        # While the children live, their claims hold (whose body a SQLite claim of
-        # another process is for, the parent cannot see: fingerprint "").
+        # While the children live, their claims hold, with the body each is for: a copy
+        # can be told from a different body while the first delivery runs.
         for pid, keys, _ in outcomes:
             for key in keys:
-                fingerprint = "" if claims_end_with_their_process else f"fp-{pid}"
-                assert store.get(key) == Entry(fingerprint, None, None)
-                # a claim in the way: the caller's own fingerprint where it cannot be seen
-                fingerprint = "parent" if claims_end_with_their_process else f"fp-{pid}"
-                assert store.claim(key, "parent", 30) == Entry(fingerprint, None, None)
+                assert store.get(key) == Entry(f"fp-{pid}", None, None)
+                assert store.claim(key, "parent", 30) == Entry(f"fp-{pid}", None, None)
     finally:
         done.set()
     for p in procs:
         p.join(timeout=10)
         assert p.exitcode == 0
     for _, keys, _ in outcomes:
-        for key in keys:
-            if claims_end_with_their_process:  # the kernel let go of the children's locks
-                assert store.get(key) is None
-            else:  # expire after claim_ttl
-                assert store.get(key) is not None
+        for key in keys:  # expire after claim_ttl
+            assert store.get(key) is not None
     assert store.counters("race") == {"claims": N_PROCESSES * N_THREADS * N_KEYS}
     # The parent's own connection still works.
     assert store.claim("warmup", "fp", 30) == Entry("fp", None, None)
@@ -534,11 +514,8 @@ def _race(store: Store, claims_end_with_their_process: bool = False) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
 def test_sqlite_many_processes_single_owner(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/race.db")
-    answered = _answered(store)
-    answered.maintain(store, time.time() + 1)  # the children's claims believe the filter
-    assert answered.region_read() == 0
     try:
-        _race(store, claims_end_with_their_process=True)
+        _race(store)
     finally:
         store.close()
 
@@ -738,11 +715,7 @@ def test_sqlite_lock_error_is_unavailable(tmp_path: Any) -> None:
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         started = time.monotonic()
-        # Claims write nothing (a lock of the process, a read): another writer is no
-        # obstacle.
-        assert store.claim("k", "fp", 30) is None
-        store.release("k", "fp")
-        for name in ("complete", "incr"):
+        for name in ("claim", "complete", "incr"):
             with pytest.raises(StoreUnavailable) as info:
                 _all_calls(store)[name]()
             assert isinstance(info.value.__cause__, sqlite3.Error), name
@@ -815,99 +788,19 @@ def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPa
         assert store.claim(f"old-{i}", "fp", 1) is None
     store.complete("old-0", "fp", 200, b"done", 2)
     store.complete("kept", "fp", 200, b"kept", 60)
-    # claims of an older botkit, which wrote them to the claims table
-    db.execute("INSERT INTO botkit_claims VALUES ('older', 'fp', ?)", (clock() + 1,))
-    db.execute("INSERT INTO botkit_claims VALUES ('older-live', 'fp', ?)", (clock() + 60,))
-    db.commit()
 
-    def rows() -> dict[str, list[str]]:
-        return {
-            table: sorted(key for (key,) in db.execute(f"SELECT key FROM {table}"))
-            for table in ("botkit_claims", "botkit_idempotency")
-        }
+    def rows() -> list[tuple[str, str, int | None]]:
+        return sorted(db.execute("SELECT key, fingerprint, status FROM botkit_idempotency"))
 
-    # a claim writes nothing to the file: only the answers are rows
-    assert rows() == {
-        "botkit_claims": ["older", "older-live"],
-        "botkit_idempotency": ["kept", "old-0"],
-    }
+    # a claim is a pending row with its body's fingerprint; the answer replaces it
+    assert rows() == sorted(
+        [("kept", "fp", 200), ("old-0", "fp", 200)]
+        + [(f"old-{i}", "fp", None) for i in range(1, 9)]
+    )
     clock.advance(5)
     assert store.claim("new", "fp", 30) is None  # 10th claim asks for the cleanup
     assert store.flush(5)  # which runs on the store's own thread
-    assert rows() == {"botkit_claims": ["older-live"], "botkit_idempotency": ["kept"]}
-    db.close()
-    store.close()
-
-
-def _wal_frames(path: Any) -> int:
-    """Frames in the WAL, as a PASSIVE checkpoint of a fresh connection reports them."""
-    db = sqlite3.connect(str(path), isolation_level=None)
-    try:
-        return int(db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
-    finally:
-        db.close()
-
-
-def test_sqlite_checkpoint_starts_the_wal_over(tmp_path: Any) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/w.db")
-    assert isinstance(store, SQLiteStore)
-    for i in range(300):
-        assert store.claim(f"k{i}", "fp", 30) is None
-        store.complete(f"k{i}", "fp", 200, b"x" * 900, 60)
-    grown = _wal_frames(tmp_path / "w.db")
-    assert grown > 300  # every answer appended pages
-    busy, frames, copied = store.checkpoint()
-    assert (busy, frames, copied) == (0, grown, grown)
-    store.complete("next", "fp", 200, b"x", 60)
-    # the write after the checkpoint started the WAL over instead of appending to it
-    assert 0 < _wal_frames(tmp_path / "w.db") < 10
-    assert store.get("k299") == Entry("fp", 200, b"x" * 900)
-    store.close()
-
-
-def test_sqlite_checkpoint_returns_busy_while_another_process_writes(tmp_path: Any) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/b.db")
-    assert isinstance(store, SQLiteStore)
-    assert store.claim("a", "fp", 30) is None
-    writer = sqlite3.connect(str(tmp_path / "b.db"), isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
-    try:
-        busy, _, _ = store.checkpoint()
-    finally:
-        writer.execute("ROLLBACK")
-        writer.close()
-    assert busy == 1  # the write lock was taken: the next checkpoint tries again
-    assert store.checkpoint()[0] == 0
-    store.close()
-
-
-def test_sqlite_claims_of_older_botkits_are_honoured(tmp_path: Any) -> None:
-    clock = FakeClock()
-    store = open_store(f"sqlite:///{tmp_path}/o.db", clock=clock)
-    db = sqlite3.connect(str(tmp_path / "o.db"), isolation_level=None)
-    assert store.claim("k", "fp", 5) is None
-    assert db.execute("SELECT COUNT(*) FROM botkit_claims").fetchone()[0] == 0
-    store.complete("k", "fp", 200, b"ok", 60)
-    clock.advance(10)  # past the claim's TTL, inside the answer's
-    assert store.claim("k", "fp2", 5) == Entry("fp", 200, b"ok")
-    # a claim an older botkit wrote to the claims table (a rolling deploy runs both)
-    db.execute("INSERT INTO botkit_claims VALUES ('rolling', 'fp-old', ?)", (clock() + 30,))
-    assert store.claim("rolling", "fp", 30) == Entry("fp-old", None, None)
-    assert store.get("rolling") == Entry("fp-old", None, None)
-    store.complete("rolling", "fp-old", 200, b"old", 60)  # as the older worker would
-    # the statement that stored the answer deleted that claim
-    assert db.execute("SELECT COUNT(*) FROM botkit_claims").fetchone()[0] == 0
-    assert store.claim("rolling", "fp", 30) == Entry("fp-old", 200, b"old")
-    # a pending row written by a botkit from before the claims table still holds its key
-    db.execute(
-        "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
-        " VALUES ('old', 'fp-old', NULL, NULL, ?)",
-        (clock() + 30,),
-    )
-    assert store.claim("old", "fp", 30) == Entry("fp-old", None, None)
-    assert store.get("old") == Entry("fp-old", None, None)
-    clock.advance(31)
-    assert store.claim("old", "fp", 30) is None  # and expires as it did
+    assert rows() == [("kept", "fp", 200), ("new", "fp", None)]
     db.close()
     store.close()
 
@@ -1109,18 +1002,6 @@ def test_sqlite_answer_batches_do_not_keep_their_bodies(tmp_path: Any) -> None:
     assert int(out.stdout) < 40  # 130 when the bodies were kept
 
 
-def test_sqlite_answers_have_a_connection_of_their_own(tmp_path: Any) -> None:
-    store = open_store(f"sqlite:///{tmp_path}/t.db")
-    assert isinstance(store, SQLiteStore)
-    assert store._connect(uncached=True) is not store._connect()
-    assert store._connect(uncached=True) is store._connect(uncached=True)
-    store.close()
-    assert store.claim("k", "fp", 30) is None
-    store.complete("k", "fp", 200, b"{}", 60)  # reopens both after close()
-    assert store.get("k") == Entry("fp", 200, b"{}")
-    store.close()
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
 def test_sqlite_child_never_reuses_parent_connection(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/fork.db")
@@ -1134,10 +1015,10 @@ def test_sqlite_child_never_reuses_parent_connection(tmp_path: Any) -> None:
             child_conn = store._connect()
             ok = (
                 child_conn is not parent_conn
-                # parked, never closed: closing it could drop the parent's locks
+                # parked, never closed: SQLite says not to use or close it in a child
                 and parent_conn in sqlite_backend._INHERITED_CONNECTIONS
-                # the parent's claim, which the child does not hold
-                and store.claim("parents", "child", 30) == Entry("child", None, None)
+                # the parent's claim, with the body it is for
+                and store.claim("parents", "child", 30) == Entry("parent", None, None)
                 and store.claim("k", "child", 30) is None
                 and store.claim("left", "child", 30) is None
             )
@@ -1148,9 +1029,8 @@ def test_sqlite_child_never_reuses_parent_connection(tmp_path: Any) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert store._connect() is parent_conn
     assert store.get("k") == Entry("child", 200, b"from the child")
-    # the claim the child left unanswered ended with it, long before its TTL
-    assert store.get("left") is None
-    assert store.claim("left", "parent", 30) is None
+    # the claim the child left unanswered holds until its TTL (BOTKIT_CLAIM_TTL)
+    assert store.get("left") == Entry("child", None, None)
     assert store.get("parents") == Entry("parent", None, None)
     store.close()
 
@@ -1288,289 +1168,133 @@ def test_redis_url_forms_accepted() -> None:
 
 
 # ---------------------------------------------------------------------------
-# SQLite: the filter of answered keys (AnsweredKeys)
+# Bounded storage: BOTKIT_STORE_MAX_ANSWER_BYTES and BOTKIT_STORE_MAX_BYTES
 
 
-def _answered(store: Store) -> AnsweredKeys:
-    """The filter of answered keys of a SQLite store."""
-    assert isinstance(store, SQLiteStore) and store._locks is not None
-    answered = store._locks.answered_keys
-    assert answered is not None
-    return answered
-
-
-def _filter_on(store: SQLiteStore, clock: FakeClock) -> AnsweredKeys:
-    """Have ``store``'s claims read the filter from now on (with nothing answered yet,
-    its region is ready a second after it starts)."""
-    answered = _answered(store)
-    answered.maintain(store, clock())
-    assert answered.region_read() is None  # not in the second it started
-    clock.advance(1)
-    answered.maintain(store, clock())
-    assert answered.trusted and answered.region_read() == 0
-    return answered
-
-
-@pytest.fixture
-def filtered(tmp_path: Any) -> Iterator[tuple[SQLiteStore, FakeClock, AnsweredKeys]]:
-    """A SQLite store whose claims read the filter, its clock and the filter."""
-    clock = FakeClock()
-    store = SQLiteStore(str(tmp_path / "f.db"), clock=clock)
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_an_answer_over_the_cap_is_kept_without_its_body(kind: str, tmp_path: Any) -> None:
+    url = "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/cap.db"
+    store = open_store(url, max_answer_bytes=100)
     try:
-        yield store, clock, _filter_on(store, clock)
+        for key, complete in (("now", store.complete), ("soon", store.complete_soon)):
+            assert store.claim(key, "fp", 30) is None
+            complete(key, "fp", 200, b"x" * 101, 60)
+            assert store.flush(5)
+            # answered, without its body: a copy gets the in-flight answer, and the
+            # handler does not run again
+            assert store.get(key) == Entry("fp", 200, None)
+            assert store.claim(key, "fp", 30) == Entry("fp", 200, None)
+        assert store.claim("small", "fp", 30) is None
+        store.complete("small", "fp", 200, b"x" * 100, 60)
+        assert store.get("small") == Entry("fp", 200, b"x" * 100)
     finally:
         store.close()
 
 
-def _count_reads(store: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The keys whose answers ``store``'s claims read from the file, as they read them.
-    (Told apart by the backend's statement: the filter's whole point is a read that no
-    store method shows.)"""
-    reads: list[str] = []
-    rows = store._rows
+def test_a_copy_of_an_answer_over_the_cap_gets_the_placeholder(tmp_path: Any) -> None:
+    from botkit import Bot, CommandContext, Config
+    from botkit.core.signing import KeyRing
+    from botkit.testing import TestClient, command_payload, encode
 
-    def counting(sql: str, params: tuple[Any, ...], write: bool = True) -> list[Any]:
-        if sql == sqlite_backend._SELECT_ENTRY:
-            reads.append(params[0])
-        return rows(sql, params, write)
+    bot = Bot()
+    runs: list[str] = []
 
-    monkeypatch.setattr(store, "_rows", counting)
-    return reads
+    @bot.command("big", placeholder="still on it")
+    def big(ctx: CommandContext) -> str:
+        runs.append(ctx.args)
+        return "y" * 2000
 
-
-def test_sqlite_claims_of_keys_never_answered_skip_the_read(
-    filtered: tuple[SQLiteStore, FakeClock, AnsweredKeys], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store, _, _ = filtered
-    reads = _count_reads(store, monkeypatch)
-    assert store.claim("new", "fp", 30) is None
-    assert reads == []  # its bit is clear: never answered
-    store.complete("new", "fp", 200, b"first", 3600)
-    for key in [f"k{i}" for i in range(50)]:
-        assert store.claim(key, "fp", 30) is None
-        store.complete_soon(key, "fp", 200, key.encode(), 3600)
-    store.flush()
-    reads.clear()
-    # answered: the bit is set, the claim reads and replays
-    assert store.claim("new", "fp", 30) == Entry("fp", 200, b"first")
-    for key in [f"k{i}" for i in range(50)]:
-        assert store.claim(key, "other", 30) == Entry("fp", 200, key.encode())
-    assert reads == ["new"] + [f"k{i}" for i in range(50)]
+    config = Config(
+        keyring=KeyRing({"k": ("s",)}),
+        store_url=f"sqlite:///{tmp_path}/s.db",
+        store_max_answer_bytes=1000,
+    )
+    body = encode(command_payload("/big once"))
+    with TestClient(bot, config=config, api_key="k", secret="s") as client:
+        first = client.post("/custom-commands?type=big", body, webhook_id="w1")
+        assert first.status == 200 and first.json["message"]["text"] == "y" * 2000
+        client.app.extensions["botkit"].runtime.store.flush(5)
+        again = client.post("/custom-commands?type=big", body, webhook_id="w1", attempt=2)
+    assert again.status == 200
+    assert again.json["message"]["text"] == "still on it"
+    assert runs == ["once"]
 
 
-def test_sqlite_filter_is_read_only_once_the_answers_before_it_expired(
+def test_sqlite_size_cap_evicts_expired_then_oldest_answers(tmp_path: Any) -> None:
+    clock = FakeClock()
+    store = SQLiteStore(str(tmp_path / "size.db"), clock=clock, max_bytes=300 * 1024)
+    try:
+        assert store.claim("pending", "fp", 3600) is None  # a claim in flight stays
+        for i in range(20):
+            store.complete(f"expiring-{i}", "fp", 200, b"e" * 4096, 5)
+        clock.advance(10)  # those have expired, none cleaned up yet
+        for i in range(100):
+            store.complete(f"answer-{i:03}", "fp", 200, b"a" * 4096, 3600)
+            clock.advance(1)
+        assert store.data_bytes() > 300 * 1024
+        assert store.enforce_size() > 20
+        assert store.data_bytes() <= 300 * 1024
+        db = sqlite3.connect(str(tmp_path / "size.db"))
+        keys = {key for (key,) in db.execute("SELECT key FROM botkit_idempotency")}
+        db.close()
+        assert not any(key.startswith("expiring-") for key in keys)
+        kept = sorted(key for key in keys if key.startswith("answer-"))
+        assert kept == [f"answer-{i:03}" for i in range(100 - len(kept), 100)]  # the newest
+        assert 30 < len(kept) < 100
+        assert "pending" in keys
+        assert store.enforce_size() == 0  # under the cap: nothing to do
+    finally:
+        store.close()
+
+
+def test_sqlite_size_cap_is_kept_by_the_answers_thread(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
-    path = str(tmp_path / "f.db")
-    store = SQLiteStore(path, clock=clock)
-    store.complete("old", "fp", 200, b"before", 3600)
-    store.close()
-    os.remove(path + "-claims")  # a new one has no bit for "old"
-    store = SQLiteStore(path, clock=clock)
+    monkeypatch.setattr(sqlite_backend, "SIZE_CHECK_EVERY", 0.0)
+    store = open_store(f"sqlite:///{tmp_path}/auto.db", max_bytes=200 * 1024)
+    assert isinstance(store, SQLiteStore)
     try:
-        answered = _answered(store)
-        region = answered.region(0)
-        assert region.live and region.horizon == clock() + 3600  # its horizon
-        store.complete("new", "fp", 200, b"after", 7200)
-        reads = _count_reads(store, monkeypatch)
-        for seconds in (1, 1800, 1798):  # up to the old answer's last second
-            clock.advance(seconds)
-            answered.maintain(store, clock())
-            assert answered.region_read() is None
-            assert store.claim("old", "fp", 30) == Entry("fp", 200, b"before")
-            assert store.claim("unseen", "fp", 30) is None
-            store.release("unseen", "fp")
-        assert reads == ["old", "unseen"] * 3
-        clock.advance(2)  # the old answer expired: the filter is read from now on
-        answered.maintain(store, clock())
-        assert answered.region_read() == 0
-        reads.clear()
-        assert store.claim("old", "fp", 30) is None
-        assert store.claim("new", "fp", 30) == Entry("fp", 200, b"after")
-        assert reads == ["new"]
+        for i in range(300):
+            store.complete_soon(f"k{i}", "fp", 200, b"z" * 4096, 3600)
+            if i % 50 == 49:
+                assert store.flush(5)
+        assert store.flush(5)
+        assert store.data_bytes() <= 200 * 1024 + 64 * 4096  # at most a batch over it
+        assert store.get("k299") == Entry("fp", 200, b"z" * 4096)
+        assert store.get("k0") is None
     finally:
         store.close()
 
 
-def test_sqlite_filter_starts_afresh_and_reads_the_newest_region_when_full(
+def test_store_caps_are_settings() -> None:
+    from botkit import Config, ConfigError
+
+    env = {"BOTKIT_DEV": "1"}
+    config = Config.from_env(env)
+    assert (config.store_max_answer_bytes, config.store_max_bytes) == (256 * 1024, 256 << 20)
+    config = Config.from_env(
+        {**env, "BOTKIT_STORE_MAX_ANSWER_BYTES": "4096", "BOTKIT_STORE_MAX_BYTES": "1000000"}
+    )
+    assert (config.store_max_answer_bytes, config.store_max_bytes) == (4096, 1_000_000)
+    with pytest.raises(ConfigError, match="BOTKIT_STORE_MAX_BYTES"):
+        Config.from_env({**env, "BOTKIT_STORE_MAX_BYTES": "lots"})
+
+
+def test_sqlite_file_that_is_not_a_database_is_unavailable_until_it_is_one(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(AnsweredKeys, "BITS", 1 << 12)
-    monkeypatch.setattr(AnsweredKeys, "FILL", 40)
-    clock = FakeClock()
-    store = SQLiteStore(str(tmp_path / "f.db"), clock=clock)
+    monkeypatch.setattr(sqlite_backend, "FILE_CHECK_EVERY", 0.0)  # look at every call
+    path = tmp_path / "s.db"
+    path.write_bytes(b"not a database at all" * 100)
+    store = open_store(f"sqlite:///{path}")  # boots: the workers start, /healthz says why
     try:
-        answered = _filter_on(store, clock)
-        for i in range(40):
-            store.complete(f"a{i}", "fp", 200, b"a", 600)
-        answered.maintain(store, clock())  # full: region 1 starts, region 0 still read
-        assert answered.region(1).live and answered.region(1).horizon == clock() + 600
-        assert answered.region_read() == 0
-        store.complete("b", "fp", 200, b"b", 3600)  # a bit in both regions
-        assert answered.region(0).keys == 41 and answered.region(1).keys == 1
-        clock.advance(601)  # the a's expired: region 1 is read, region 0 let go
-        answered.maintain(store, clock())
-        assert answered.region_read() == 1
-        assert not answered.region(0).live and answered.region(0).read_until == clock()
-        reads = _count_reads(store, monkeypatch)
-        assert store.claim("b", "fp", 30) == Entry("fp", 200, b"b")
-        assert store.claim("a0", "fp", 30) is None  # expired, and no bit in region 1
-        assert reads == ["b"]
-        for i in range(40):
-            store.complete(f"c{i}", "fp", 200, b"c", 60)
-        answered.maintain(store, clock())  # full, but region 0 may still be read by some
-        assert not answered.region(0).live
-        clock.advance(AnsweredKeys.QUIET)
-        answered.maintain(store, clock())
-        assert answered.region(0).live and answered.region(0).started == clock()
-        assert answered.region_read() == 1
-    finally:
-        store.close()
-
-
-def test_sqlite_filter_of_another_database_is_not_believed(tmp_path: Any) -> None:
-    clock = FakeClock()
-    first = SQLiteStore(str(tmp_path / "first.db"), clock=clock)
-    second = SQLiteStore(str(tmp_path / "second.db"), clock=clock)
-    try:
-        _filter_on(first, clock)
-        second.complete("k", "fp", 200, b"in second", 3600)
-    finally:
-        first.close()
-        second.close()
-    # the first database's filter, which has no bit for "k", next to the second
-    os.replace(tmp_path / "first.db-claims", tmp_path / "second.db-claims")
-    store = SQLiteStore(str(tmp_path / "second.db"), clock=clock)
-    try:
-        answered = _answered(store)
-        assert answered.region_read() is None  # set up again when the store opened
-        assert store.claim("k", "fp", 30) == Entry("fp", 200, b"in second")
-        # its bits were read until now: cleared only QUIET seconds later
-        assert not answered.region(0).live and not answered.region(1).live
-        clock.advance(AnsweredKeys.QUIET)
-        answered.maintain(store, clock())
-        assert answered.region(0).live and answered.region(0).horizon == clock() - 60 + 3600
-    finally:
-        store.close()
-
-
-def test_sqlite_filter_turns_itself_off_when_a_bit_cannot_be_set(
-    filtered: tuple[SQLiteStore, FakeClock, AnsweredKeys], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store, clock, answered = filtered
-    real = fcntl.lockf
-
-    def no_locks_left(fd: int, cmd: int, length: int = 0, start: int = 0) -> None:
-        if start == AnsweredKeys.WRITERS_LOCK_AT:
-            raise OSError(37, "No locks available")
-        real(fd, cmd, length, start)
-
-    monkeypatch.setattr(fcntl, "lockf", no_locks_left)
-    store.complete("k", "fp", 200, b"stored", 3600)  # stored, its bit not set
-    assert answered.region_read() is None
-    assert store.claim("k", "fp", 30) == Entry("fp", 200, b"stored")
-    monkeypatch.setattr(fcntl, "lockf", real)
-    answered.maintain(store, clock())  # started afresh, after QUIET
-    assert answered.region_read() is None and answered.header_ready()
-    assert store.claim("k", "fp", 30) == Entry("fp", 200, b"stored")
-
-
-def test_sqlite_filter_look_held_up_is_not_believed(
-    filtered: tuple[SQLiteStore, FakeClock, AnsweredKeys], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, _, answered = filtered
-    assert answered.surely_unanswered(12345)
-    ticks = iter(range(0, 100, 2))
-    monkeypatch.setattr(time, "monotonic", lambda: float(next(ticks)))
-    assert not answered.surely_unanswered(12345)
-
-
-def _answer_in_another_process(path: str, keys: list[str]) -> None:
-    store = SQLiteStore(path)
-    for key in keys:
-        assert store.claim(key, "child", 30) is None
-        store.complete_soon(key, "child", 200, key.encode(), 3600)
-    store.flush()
-    store.close()
-
-
-def test_sqlite_filter_bits_are_shared_by_processes(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = str(tmp_path / "f.db")
-    store = SQLiteStore(path)
-    try:
-        answered = _answered(store)
-        answered.maintain(store, time.time() + 1)  # a second after its start: read
-        assert answered.region_read() == 0
-        keys = [f"child-{i}" for i in range(200)]
-        ctx = multiprocessing.get_context("spawn")  # its own store, its own mapping
-        child = ctx.Process(target=_answer_in_another_process, args=(path, keys))
-        child.start()
-        child.join(timeout=60)
-        assert child.exitcode == 0
-        reads = _count_reads(store, monkeypatch)
-        for key in keys:
-            assert store.claim(key, "parent", 30) == Entry("child", 200, key.encode())
-        assert reads == keys
-        assert store.claim("never", "parent", 30) is None
-        assert reads == keys
-    finally:
-        store.close()
-
-
-def _open_at_once(path: str, barrier: Any) -> None:
-    barrier.wait(timeout=30)
-    SQLiteStore(path).close()
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="needs fork")
-def test_sqlite_filter_is_set_up_once_by_workers_starting_together(tmp_path: Any) -> None:
-    path = str(tmp_path / "f.db")
-    ctx = multiprocessing.get_context("fork")
-    barrier = ctx.Barrier(10)
-    procs = [ctx.Process(target=_open_at_once, args=(path, barrier)) for _ in range(10)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    store = SQLiteStore(path)
-    try:
-        answered = _answered(store)
-        # started as a new file's, not set up again as if another database's
-        live, _, read_until, horizon, _ = answered.region(0)
-        assert live and read_until == 0.0 and horizon == 0.0
-        assert store.filter_id() == answered.database_id()
-    finally:
-        store.close()
-
-
-def test_sqlite_claims_take_and_let_go_of_their_locks_outside_the_process_mutex(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A thread holding the mutex through the system call (which lets go of the GIL)
-    # held up every claim of its process until it had the GIL back: milliseconds.
-    store = SQLiteStore(str(tmp_path / "f.db"))
-    try:
-        locks = store._claim_locks()
-        real = fcntl.lockf
-        seen: list[tuple[int, bool]] = []
-
-        def lockf(fd: int, cmd: int, length: int = 0, start: int = 0) -> Any:
-            if start != AnsweredKeys.WRITERS_LOCK_AT:
-                seen.append((cmd, locks.mutex.locked()))
-                if not seen[-1][1]:  # a copy claiming meanwhile here waits for this one
-                    assert store.claim("k", "copy", 30) == Entry("fp", None, None)
-            return real(fd, cmd, length, start)
-
-        monkeypatch.setattr(fcntl, "lockf", lockf)
-        assert store.claim("k", "fp", 30) is None
-        store.complete("k", "fp", 200, b"answer", 60)
-        lock, unlock = fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_UN
-        assert seen == [(lock, False), (unlock, False)]
-        monkeypatch.setattr(fcntl, "lockf", real)
-        assert store.claim("k", "fp", 30) == Entry("fp", 200, b"answer")
+        for _ in range(3):  # each call tries again, none raises anything but this
+            with pytest.raises(StoreUnavailable, match="not a database"):
+                store.claim("during", "fp", 30)
+        with pytest.raises(StoreUnavailable):
+            store.ping()
+        path.unlink()  # the operator removes it: the store makes a new one
+        assert store.claim("after", "fp", 30) is None
+        assert store.get("after") == Entry("fp", None, None)
     finally:
         store.close()

@@ -8,6 +8,9 @@ Set ``BOTKIT_METRICS=1`` and the app serves ``GET /metrics`` in Prometheus' text
   ``late``, ...).
 - ``botkit_webhook_latency_seconds{kind, name}``: a histogram of the time botkit took
   to answer, with buckets around Stream's deadlines.
+- ``botkit_store_errors_total{kind}``: the idempotency store failed: a webhook's claim
+  (``command``, ``before_send``, ``push``) or the ``/healthz`` check (``healthz``,
+  a small write: a read-only file or a full disk shows there). Alert when it grows.
 
 Under gunicorn every worker is a separate process: set ``PROMETHEUS_MULTIPROC_DIR`` to
 an empty directory that all workers can write (``gunicorn.conf.py`` creates and empties
@@ -63,6 +66,12 @@ class _Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.store_errors = Counter(
+            "botkit_store_errors",
+            "Failures of the idempotency store, by webhook kind or healthz.",
+            ["kind"],
+            registry=self.registry,
+        )
 
 
 def metrics_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -85,6 +94,7 @@ def _get() -> _Metrics:
                     ) from None
                 _metrics = _Metrics()
                 signals.webhook_handled.connect(_on_webhook)
+                signals.store_unavailable.connect(_on_store_error)
     return _metrics
 
 
@@ -117,6 +127,12 @@ def _on_webhook(
     label = _label(sender, kind, name)
     metrics.webhooks.labels(kind, label, outcome).inc()
     metrics.latency.labels(kind, label).observe(latency)
+
+
+def _on_store_error(sender: Any, *, kind: str, **_: Any) -> None:
+    metrics = _metrics
+    if metrics is not None:
+        metrics.store_errors.labels(kind).inc()
 
 
 def render() -> tuple[bytes, str]:

@@ -18,6 +18,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_current_url, get_host
 
+from ..core import signals
 from ..core.config import Config, ConfigError
 from ..core.pipeline import BEFORE_SEND, COMMAND, PUSH, Answer, dumps
 from ..runtime.deadlines import AnsweredAtDeadline
@@ -322,9 +323,10 @@ def create_app(
         try:
             runtime.store.ping()
             state["store"] = {"url": runtime.store.url, "ok": True}
-        except Exception as exc:
+        except Exception as exc:  # SQLite's ping is a small write: a read-only or full disk fails
             state["store"] = {"url": runtime.store.url, "ok": False, "error": str(exc)}
             state["status"] = "unavailable"
+            signals.store_unavailable.send(bot, kind="healthz", exception=exc)
         state["queue"] = runtime.queue.state()
         if config.credentials_error:
             state["credentials"] = {"ok": False, "error": config.credentials_error}

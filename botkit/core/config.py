@@ -103,6 +103,14 @@ class Config:
     before_send_budget: float = 1.2
     result_ttl: float = 24 * 3600.0
     claim_ttl: float = 30.0
+    #: An answer longer than this is stored without its body (copies get the in-flight
+    #: answer; the handler does not run again). Stream's replies are a message of a few
+    #: KB; 256 KiB leaves room for big attachments lists and keeps a flood of huge
+    #: answers from filling the disk.
+    store_max_answer_bytes: int = 256 * 1024
+    #: The SQLite store keeps its data under this many bytes, the oldest answers evicted
+    #: first: 256 MiB holds a day of about 100,000 answers of 2 KB.
+    store_max_bytes: int = 256 * 1024 * 1024
     #: Handler calls per worker that may run in the request thread at once (under
     #: gunicorn); 0 hands every call to a pool thread. See :mod:`botkit.deadlines`.
     inline_calls: int = 4
@@ -160,6 +168,8 @@ class Config:
             before_send_budget=_number(env, "BOTKIT_BEFORE_SEND_BUDGET_MS", 1200) / 1000,
             result_ttl=_number(env, "BOTKIT_RESULT_TTL", 24 * 3600),
             claim_ttl=_number(env, "BOTKIT_CLAIM_TTL", 30),
+            store_max_answer_bytes=int(_number(env, "BOTKIT_STORE_MAX_ANSWER_BYTES", 256 * 1024)),
+            store_max_bytes=int(_number(env, "BOTKIT_STORE_MAX_BYTES", 256 * 1024 * 1024)),
             inline_calls=_count(
                 env, "BOTKIT_INLINE_CALLS", int(_number(env, "GUNICORN_THREADS", 8)) // 2
             ),

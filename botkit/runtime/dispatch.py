@@ -272,8 +272,7 @@ class Dispatcher:
             if entry is None:  # the first delivery failed and released its claim
                 return self._once(delivery, fingerprint, run)
         if entry.done and entry.fingerprint != fingerprint:
-            # The SQLite store cannot tell which body another worker's claim is for, so a
-            # different body is found out only when that worker's answer is stored.
+            # The claim we waited on expired and a delivery of another body took the key.
             return self._conflict(delivery)
         if entry.done and entry.status is not None and entry.body is not None:
             signals.duplicate_replayed.send(
@@ -316,6 +315,9 @@ class Dispatcher:
             pass
 
     def _store_down(self, delivery: Delivery, run: Runner, exc: Exception) -> Answer:
+        """The claim could not be made or read. Push answers 503: an event acked without
+        a claim could run twice, and Stream retries a 503. Commands and before-send fail
+        open: their answer is due within the second, and a retry would come too late."""
         signals.store_unavailable.send(self.bot, kind=delivery.kind, exception=exc)
         if delivery.kind == PUSH:
             log.warning("idempotency store unavailable (%s): push answered 503", exc)

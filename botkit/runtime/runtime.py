@@ -43,7 +43,12 @@ class Runtime:
         self.store = (
             store
             if store is not None
-            else open_store(config.store_url, instance_path=instance_path)
+            else open_store(
+                config.store_url,
+                instance_path=instance_path,
+                max_answer_bytes=config.store_max_answer_bytes,
+                max_bytes=config.store_max_bytes,
+            )
         )
         self.queue = queue if queue is not None else open_queue(config.queue_url, bot)
         self._stream = stream

@@ -17,11 +17,13 @@ of them, so the state must be shared between processes. Pick a store with the
     path relative to the working directory, four an absolute path
     (``sqlite:////var/lib/bot/botkit.sqlite3``), as in SQLAlchemy. The query
     parameter ``busy_timeout`` (milliseconds, default 2000) bounds how long a
-    worker waits for another one's write lock. The webhooks in flight are locks
-    of the workers' processes on ``<file>-claims``, next to it (POSIX ``fcntl``
-    locks: a local filesystem, not Windows); do not delete it while workers run.
-    The same file holds a filter of the ids answered (4 MiB), so that a webhook
-    never answered does not look for its answer.
+    worker waits for another one's write lock. One row per webhook id: a claim is a
+    pending row with the body's fingerprint, the answer replaces it. A file made
+    read-only, a full disk, a file deleted or replaced stop no worker: the store
+    reopens its connections after an error and notices a new file by its inode, and
+    ``/healthz`` fails (a small write) until writes work again. The data is kept under
+    ``BOTKIT_STORE_MAX_BYTES`` (the oldest answers evicted first), and an answer over
+    ``BOTKIT_STORE_MAX_ANSWER_BYTES`` is kept without its body.
 
 ``redis://host:6379/0``, ``rediss://...`` (TLS), ``unix:///path/redis.sock``
     Redis, shared by several machines. Requires ``pip install botkit[redis]``.

@@ -88,10 +88,9 @@ class Store(abc.ABC):
 
         An expired entry counts as absent, so a worker killed after claiming
         does not block Stream's retry forever: choose ``claim_ttl`` a bit
-        longer than the slowest handler should take. (The SQLite store's claims
-        also end with the process that holds them; a claim of another process is
-        returned with the caller's own ``fingerprint``, since which body it is for
-        cannot be seen from here.)
+        longer than the slowest handler should take. The entry returned carries the
+        ``fingerprint`` of the delivery that claimed it, so a copy of the same body
+        can be told from a different body while the first is still running.
         """
 
     @abc.abstractmethod
@@ -112,7 +111,7 @@ class Store(abc.ABC):
         transaction or pipeline. Until then :meth:`get` and :meth:`claim` in this
         process already see the stored answer, and a copy that lands on another
         worker waits for it as it waits for any delivery still running. If the
-        process dies before the write, its claim ends (SQLite) or expires (Redis) and
+        process dies before the write, its claim expires (``BOTKIT_CLAIM_TTL``) and
         Stream's retry (if there is one) runs the handler again. This store writes at
         once.
         """
@@ -172,6 +171,25 @@ class Answer(NamedTuple):
     expires_at: float  # on the store's clock
 
 
+def capped_body(body: bytes | None, limit: int | None, key: str) -> bytes | None:
+    """``body``, or None when it is over ``limit`` bytes (``BOTKIT_STORE_MAX_ANSWER_BYTES``).
+
+    An answer kept without its body still says the webhook was answered: its copies get
+    the in-flight answer (a placeholder, a neutral 503 for push) instead of running the
+    handler a second time.
+    """
+    if body is None or limit is None or len(body) <= limit:
+        return body
+    logger.warning(
+        "answer to %s is %d bytes, over BOTKIT_STORE_MAX_ANSWER_BYTES (%d):"
+        " stored without its body; copies get the in-flight answer",
+        key,
+        len(body),
+        limit,
+    )
+    return None
+
+
 class AnswerWriter:
     """Answers queued by :meth:`Store.complete_soon`, and the thread that writes them.
 
@@ -191,8 +209,8 @@ class AnswerWriter:
 
     #: Seconds the thread waits, once an answer is queued, for more to write with it.
     #: Copies in other workers look for the answer every 20 ms anyway; a worker that
-    #: dies in this time leaves its claims to end with it (SQLite) or expire
-    #: (``BOTKIT_CLAIM_TTL``, Redis), and Stream's retries run the handlers again.
+    #: dies in this time leaves its claims to expire (``BOTKIT_CLAIM_TTL``), and
+    #: Stream's retries run the handlers again.
     linger = 0.02
     #: Bytes of answer bodies queued at most before :meth:`put` waits (4 MiB: many
     #: times what one batch holds under load).

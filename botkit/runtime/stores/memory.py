@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from .base import (
     Entry,
     Store,
+    capped_body,
     config_error,
     logger,
     mask_url,
@@ -51,12 +52,14 @@ class MemoryStore(Store):
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.time,
         url: str = "memory://",
+        max_answer_bytes: int | None = None,
     ) -> None:
         if max_entries < 1 or max_bytes < 1:
             raise ValueError("max_entries and max_bytes must be positive")
         self.url = url
         self.max_entries = max_entries
         self.max_bytes = max_bytes
+        self.max_answer_bytes = max_answer_bytes
         self._bytes = 0
         self._clock = clock
         self._lock = threading.Lock()
@@ -99,8 +102,9 @@ class MemoryStore(Store):
             return None
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
+        kept = capped_body(bytes(body), self.max_answer_bytes, key)
         with self._lock:
-            self._store(key, (fingerprint, int(status), bytes(body), self._clock() + ttl))
+            self._store(key, (fingerprint, int(status), kept, self._clock() + ttl))
 
     def release(self, key: str, fingerprint: str) -> None:
         with self._lock:
@@ -133,7 +137,9 @@ class MemoryStore(Store):
             return len(self._entries)
 
 
-def open_memory(url: str, clock: Callable[[], float]) -> MemoryStore:
+def open_memory(
+    url: str, clock: Callable[[], float], max_answer_bytes: int | None = None
+) -> MemoryStore:
     """The store of a ``memory://`` URL."""
     parts = urlsplit(url)
     if parts.netloc or parts.path not in ("", "/"):
@@ -151,4 +157,10 @@ def open_memory(url: str, clock: Callable[[], float]) -> MemoryStore:
                 f"unknown query parameter {name!r} (memory:// accepts max_entries and max_bytes)",
             )
     logger.info("idempotency store: %s (single process only)", url)
-    return MemoryStore(max_entries=max_entries, max_bytes=max_bytes, clock=clock, url=mask_url(url))
+    return MemoryStore(
+        max_entries=max_entries,
+        max_bytes=max_bytes,
+        clock=clock,
+        url=mask_url(url),
+        max_answer_bytes=max_answer_bytes,
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import sqlite3
 import threading
@@ -18,40 +19,42 @@ from .base import (
     Entry,
     StoreUnavailable,
     WriteBehindStore,
+    capped_body,
     config_error,
     logger,
     mask_url,
     positive_number,
     single_query_params,
 )
-from .sqlite_claims import ClaimLocks, close_claim_locks, lock_offset, open_claim_locks
 
 T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT_MS = 2000
+#: The store's data is kept under this many bytes (BOTKIT_STORE_MAX_BYTES).
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+#: Expired rows are deleted (a batch of ``SQLITE_CLEANUP_BATCH``) every this many claims.
 SQLITE_CLEANUP_EVERY = 1000
-SQLITE_CHECKPOINT_EVERY = 0.5
-#: Commits never checkpoint (0): the answers thread does, every SQLITE_CHECKPOINT_EVERY.
-#: Under steady writes from several workers SQLite never starts its WAL over, so every
-#: commit would run a checkpoint, fsync included.
-SQLITE_AUTOCHECKPOINT_PAGES = 0
+SQLITE_CLEANUP_BATCH = 1000
+#: Seconds between two looks at the store's size, on the answers thread.
+SIZE_CHECK_EVERY = 1.0
+#: Past the cap, the oldest answers go until the data is under this part of it, so that
+#: the next answers do not start an eviction each.
+SIZE_LOW_WATER = 0.9
+#: Seconds between two looks at which file the path names (a deleted or replaced file).
+FILE_CHECK_EVERY = 1.0
+#: Seconds a failed write keeps ``ping`` (``/healthz``) failing: a tiny write of the
+#: ping may fit where answers no longer do (a full disk).
+WRITE_FAILURE_MEMORY = 5.0
 #: The WAL file is cut back to this size when it starts over after a burst.
 SQLITE_WAL_LIMIT_BYTES = 64 * 1024 * 1024
-SQLITE_CACHE_KIB = 512
-SQLITE_CLEANUP_BATCH = 1000
-
-#: This process's id, kept by a fork hook: ``os.getpid()`` is a system call, and the
-#: store asks on every webhook whether it came through ``fork()`` from its parent.
-_pid = os.getpid()
-
-
-def _after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
+#: Seconds between two checkpoints that start the WAL over, on the answers thread
+#: (commits never checkpoint: see _connect). Under writes that never pause, SQLite's own
+#: checkpoints never find a moment to start it over, and the WAL grows.
+SQLITE_CHECKPOINT_EVERY = 0.5
+#: Milliseconds a checkpoint waits for readers and writers before it gives up. Without
+#: any wait, under claims from 8 threads it never found its moment (WAL 204 MB after 2 s
+#: of benchmarks/store_claims.py); with 20 ms the WAL starts over, at 59 µs CPU a claim.
+SQLITE_RESTART_WAIT_MS = 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS botkit_idempotency (
@@ -62,15 +65,6 @@ CREATE TABLE IF NOT EXISTS botkit_idempotency (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS botkit_idempotency_expires ON botkit_idempotency (expires_at);
-CREATE TABLE IF NOT EXISTS botkit_claims (
-    key TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    expires_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS botkit_claim_answered AFTER INSERT ON botkit_idempotency
-BEGIN
-    DELETE FROM botkit_claims WHERE key = NEW.key;
-END;
 CREATE TABLE IF NOT EXISTS botkit_meta (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -83,60 +77,54 @@ CREATE TABLE IF NOT EXISTS botkit_counters (
 );
 """
 
-
-# A batch of answers is one statement in autocommit mode: SQLite takes and lets go of the
-# write lock inside one sqlite3_step, which runs without the GIL. (BEGIN ... COMMIT around
-# several statements would hold the lock while the thread waits for the GIL in between.)
-# Claims are not written to the file at all: see ClaimLocks. The claims table is kept for
-# botkit versions that wrote their claims there (a rolling deploy runs both): their rows
-# are honoured until they expire, and the trigger above deletes one when its answer is
-# stored.
-_INSERT_ANSWERS = (
-    "INSERT OR REPLACE INTO botkit_idempotency (key, fingerprint, status, body, expires_at) VALUES "
+# A claim is a pending row (status NULL) with the body's fingerprint, so every worker can
+# tell a copy from a different body. It takes the key when there is no row or only an
+# expired one; otherwise it changes nothing and the row in the way is read.
+_CLAIM = (
+    "INSERT INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
+    " VALUES (?1, ?2, NULL, NULL, ?3)"
+    " ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, status = NULL,"
+    " body = NULL, expires_at = excluded.expires_at"
+    " WHERE botkit_idempotency.expires_at <= ?4"
 )
-_ANSWERS_PER_STATEMENT = 500  # 5 parameters each: well under SQLite's 32,766
-# An answer (or the pending row of a botkit before the claims table) first, then a claim
-# of a botkit that wrote its claims to the claims table.
 _SELECT_ENTRY = (
-    "SELECT fingerprint, status, body FROM botkit_idempotency WHERE key = ?1 AND expires_at > ?2"
-    " UNION ALL SELECT fingerprint, NULL, NULL FROM botkit_claims"
-    " WHERE key = ?1 AND expires_at > ?2"
-    " LIMIT 1"
+    "SELECT fingerprint, status, body FROM botkit_idempotency WHERE key = ? AND expires_at > ?"
 )
+_ANSWER = (
+    "INSERT OR REPLACE INTO botkit_idempotency (key, fingerprint, status, body, expires_at)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_RELEASE = "DELETE FROM botkit_idempotency WHERE key = ? AND fingerprint = ? AND status IS NULL"
 
 
-class _ThreadConnections(threading.local):
+class _ThreadConnection(threading.local):
     pid: int = -1
     generation: int = -1
     conn: sqlite3.Connection | None = None
-    uncached: sqlite3.Connection | None = None  # for the answers: see _connect
 
 
-# Connections inherited through fork() belong to the parent process. Closing them
-# in the child could interfere with the parent's locks, so they are parked here
-# for the life of the process instead of being closed or garbage-collected.
+# Connections inherited through fork() belong to the parent process: SQLite says not to
+# use or close them in the child, so they are parked here instead of garbage-collected.
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 
 
 class SQLiteStore(WriteBehindStore):
-    """A SQLite file shared by all processes on one machine.
+    """A SQLite file shared by all processes on one machine: plain SQL, one row per
+    webhook id.
 
-    WAL mode, one connection per thread and per process (a connection opened
-    before gunicorn forks is never used by a child), autocommit. A claim is a lock of
-    the process on a file next to the database (:class:`ClaimLocks`), then a read of
-    the answers, unless the filter in the same file says the key was never answered
-    (:class:`AnsweredKeys`); nothing is written until the answer, and the claim is let
-    go once its answer is in the file (and its bit in the filter). Expiry of answers is
-    the ``expires_at`` column, compared with the injected clock; expired rows are
-    deleted in small batches every ``SQLITE_CLEANUP_EVERY`` claims, off the request
-    threads.
+    WAL mode, one connection per thread and per process, autocommit, SQLite's own
+    ``busy_timeout``. A claim is one ``INSERT ... ON CONFLICT`` of a pending row
+    holding the body's fingerprint; the answer replaces it (written by a thread of the
+    process, see :class:`AnswerWriter`); expiry is the ``expires_at`` column, compared
+    with the injected clock.
 
-    Writes from one process take turns on a lock of the process, and a write that
-    finds another process's write lock is retried after 50 µs, then 100 µs, ... up
-    to 2 ms, until ``busy_timeout``: SQLite's own busy handler sleeps a whole
-    millisecond and more, long after a write of a few microseconds let go of the
-    lock. Answers from :meth:`complete_soon` are written in batches, one statement
-    each, by a thread of the process, which also checkpoints the WAL.
+    Faults of the file are not fatal: a connection that failed is reopened by its next
+    use (so one opened read-only does not stay so), and once a second the path's inode
+    is compared with the one opened, so that a deleted or replaced file is noticed and
+    every connection of the process moves to the file the path names now. Data is kept
+    under ``max_bytes``: expired rows go first, then the oldest answers. An answer over
+    ``max_answer_bytes`` is stored without its body: copies get the in-flight answer
+    and the handler does not run again.
     """
 
     def __init__(
@@ -146,30 +134,32 @@ class SQLiteStore(WriteBehindStore):
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         clock: Callable[[], float] = time.time,
         url: str | None = None,
+        max_answer_bytes: int | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.path = path
         self.url = url if url is not None else f"sqlite:///{path}"
         self.busy_timeout_ms = busy_timeout_ms
+        self.max_answer_bytes = max_answer_bytes
+        self.max_bytes = max_bytes
         self._clock = clock
-        self._local = _ThreadConnections()
+        self._local = _ThreadConnection()
         self._lock = threading.Lock()
         self._generation = 0
         self._open: list[tuple[int, sqlite3.Connection]] = []
         self._claims = itertools.count(1)
-        self._write_lock = threading.Lock()
-        self._write_lock_pid = _pid
         self._answers = AnswerWriter(self._write_answers, "botkit-sqlite-answers", self._maintain)
-        self._checkpointed = time.monotonic()
-        self._init_schema()
-        self._locks: ClaimLocks | None = open_claim_locks(path)
-        # Set up before the first answer is written, which would otherwise be under the
-        # horizon of the first region: read only once it has expired.
-        answered_keys = self._locks.answered_keys
-        if answered_keys is not None:
-            try:
-                answered_keys.maintain(self, clock())
-            except (sqlite3.Error, OSError) as exc:
-                logger.debug("sqlite store %s: filter of answered keys: %s", self.url, exc)
+        self._file_id: tuple[int, int] | None = None
+        self._file_checked = 0.0
+        self._size_checked = 0.0
+        self._checkpointed = 0.0
+        self._shm = path + "-shm"
+        self._failed_at = -WRITE_FAILURE_MEMORY
+        self._ready = False
+        try:
+            self._init_schema()
+        except sqlite3.Error as exc:  # unwritable, full, not a database: retried on use
+            logger.warning("sqlite store %s: not usable yet: %s", self.url, exc)
 
     def _init_schema(self) -> None:
         # Several workers may create the file at the same moment. Switching to
@@ -181,11 +171,16 @@ class SQLiteStore(WriteBehindStore):
                 conn = self._connect()
                 (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
                 conn.executescript(_SCHEMA)
-            except sqlite3.OperationalError as exc:
+                # A write: a file that opened read-only fails here, not at the first claim.
+                conn.execute("INSERT OR REPLACE INTO botkit_meta VALUES ('opened', ?)", (b"1",))
+            except sqlite3.Error as exc:
+                self._drop_connection()
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise
                 time.sleep(0.01)
                 continue
+            self._remember_file()
+            self._ready = True
             if str(mode).lower() != "wal":
                 logger.warning(
                     "sqlite store %s: journal_mode is %s, not WAL; workers will block"
@@ -197,113 +192,124 @@ class SQLiteStore(WriteBehindStore):
 
     # -- connections -------------------------------------------------------
 
-    def _connect(self, uncached: bool = False) -> sqlite3.Connection:
-        """This thread's connection. ``uncached``: a second one without a statement
-        cache, for the answers: a cached statement keeps the values last bound to it, and
-        a batch of N answers is a statement of its own for every N, so a cache of them
-        would keep every body of the last batch of each size."""
+    def _connect(self) -> sqlite3.Connection:
+        """This thread's connection, opened afresh after a fork, a failure or a change
+        of the file."""
+        if not self._shm_writable():
+            # SQLite maps the -shm file into memory: touching it once it is immutable
+            # (chattr +i) is a SIGBUS that kills the process, not an error to catch.
+            raise sqlite3.OperationalError(f"{self._shm} cannot be written")
         local = self._local
-        pid = _pid
-        current = local.uncached if uncached else local.conn
-        if current is not None and local.pid == pid and local.generation == self._generation:
-            return current
-        if local.pid != pid:
-            for inherited in (local.conn, local.uncached):
-                if inherited is not None:
-                    _INHERITED_CONNECTIONS.append(inherited)
-            local.conn = local.uncached = None
+        pid = os.getpid()
+        conn = local.conn
+        if conn is not None and local.pid == pid and local.generation == self._generation:
+            return conn
+        if conn is not None:
+            if local.pid != pid:
+                _INHERITED_CONNECTIONS.append(conn)
+            else:  # the file changed under it (see _check_file)
+                self._close_quietly(conn)
+            local.conn = None
         conn = sqlite3.connect(
             self.path,
-            timeout=0,  # busy: see _retry
+            timeout=self.busy_timeout_ms / 1000,
             isolation_level=None,
             check_same_thread=False,  # close() may run in another thread
-            cached_statements=0 if uncached else 128,
         )
         try:
             conn.execute("PRAGMA synchronous=NORMAL")
-            # A connection's page cache is dropped whenever another one has written, which
-            # under load is before almost every statement: a bigger one buys only memory.
-            conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-            conn.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
             conn.execute(f"PRAGMA journal_size_limit={SQLITE_WAL_LIMIT_BYTES}")
+            # Commits never checkpoint: the answers thread does (see checkpoint()). Under
+            # steady writes from several workers every commit would run one, fsync and all.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         except BaseException:
             conn.close()
             raise
         with self._lock:
             self._open.append((pid, conn))
-            if local.generation != self._generation:  # close() ended them all
-                local.conn = local.uncached = None
-            local.pid, local.generation = pid, self._generation
-            if uncached:
-                local.uncached = conn
-            else:
-                local.conn = conn
+            local.pid, local.generation, local.conn = pid, self._generation, conn
         return conn
+
+    def _shm_writable(self) -> bool:
+        return os.access(self._shm, os.W_OK) or not os.path.exists(self._shm)
+
+    def _drop_connection(self) -> None:
+        """Close this thread's connection after a failure: the next use opens a new one
+        (a connection that opened the file read-only would otherwise stay read-only)."""
+        if not self._shm_writable():
+            return  # closing may write to the -shm file (see _connect): keep it for later
+        local = self._local
+        conn, local.conn = local.conn, None
+        if conn is not None and local.pid == os.getpid():
+            self._close_quietly(conn)
+
+    def _close_quietly(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            self._open = [(owner, c) for owner, c in self._open if c is not conn]
+        try:
+            conn.close()
+        except sqlite3.Error:  # pragma: no cover - closing a broken connection
+            pass
+
+    def _remember_file(self) -> None:
+        try:
+            st = os.stat(self.path)
+            self._file_id = (st.st_dev, st.st_ino)
+        except OSError:
+            self._file_id = None
+
+    def _check_file(self) -> None:
+        """Once every ``FILE_CHECK_EVERY`` seconds: is the path still the file this
+        process opened? A deleted or replaced file would split the workers between two
+        databases, and exactly-once with them."""
+        now = time.monotonic()
+        if now - self._file_checked < FILE_CHECK_EVERY:
+            return
+        self._file_checked = now
+        try:
+            st = os.stat(self.path)
+            current: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            current = None
+        if current is not None and current == self._file_id and self._ready:
+            return
+        if current != self._file_id:
+            logger.warning(
+                "sqlite store %s: the file was %s: reopening",
+                self.url,
+                "deleted" if current is None else "replaced",
+            )
+        with self._lock:
+            self._generation += 1  # every thread of the process opens the file anew
+            self._file_id = current
+        self._ready = False
+        try:
+            self._init_schema()
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._failed_at = time.monotonic()
+        self._drop_connection()
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
         except (sqlite3.Error, OSError) as exc:
+            self._failed(exc)
             logger.warning("sqlite store %s: %s failed: %s", self.url, what, exc)
             raise StoreUnavailable(f"sqlite store {self.url}: {what} failed: {exc}") from exc
 
-    def _rows(self, sql: str, params: tuple[Any, ...], write: bool = True) -> list[Any]:
-        """The rows of one statement, through :meth:`_retry`."""
-        return self._retry(lambda conn: conn.execute(sql, params).fetchall(), write)
-
-    def _change(self, sql: str, params: tuple[Any, ...], uncached: bool = False) -> int:
-        """How many rows one writing statement changed, through :meth:`_retry`."""
-        return self._retry(lambda conn: conn.execute(sql, params).rowcount, uncached=uncached)
-
-    def _retry(
-        self,
-        run: Callable[[sqlite3.Connection], T],
-        write: bool = True,
-        uncached: bool = False,
-    ) -> T:
-        """``run(connection)``, again after a short sleep while another process holds
-        the database's write lock, for up to ``busy_timeout``; writes of this process
-        take turns on a lock of their own."""
-        lock: threading.Lock | None = None
-        if write:
-            if self._write_lock_pid != _pid:  # a lock inherited through fork
-                self._write_lock, self._write_lock_pid = threading.Lock(), _pid
-            lock = self._write_lock
-        deadline = time.monotonic() + self.busy_timeout_ms / 1000
-        delay = 0.00005
-        while True:
-            if lock is not None and not lock.acquire(timeout=self.busy_timeout_ms / 1000):
-                raise sqlite3.OperationalError("database is locked (by this process)")
-            try:
-                return run(self._connect(uncached))
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() + delay >= deadline:
-                    raise
-            finally:
-                if lock is not None:
-                    lock.release()
-            time.sleep(delay)
-            delay = min(delay * 2, 0.002)
-
-    @staticmethod
-    @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:  # pragma: no cover - rollback of a broken connection
-                    pass
-            raise
+    def _usable(self) -> sqlite3.Connection:
+        """This thread's connection, once the file has been checked and set up."""
+        self._check_file()
+        if not self._ready:
+            self._init_schema()
+        return self._connect()
 
     @staticmethod
     def _entry(row: tuple[Any, ...]) -> Entry:
-        """The entry of a row of :data:`_SELECT_ENTRY`."""
         fingerprint, status, body = row
         return Entry(
             str(fingerprint),
@@ -313,197 +319,187 @@ class SQLiteStore(WriteBehindStore):
 
     # -- Store API ----------------------------------------------------------
 
-    def _claim_locks(self) -> ClaimLocks:
-        locks = self._locks
-        if locks is None:  # used again after close()
-            with self._lock:
-                if self._locks is None:
-                    self._locks = open_claim_locks(self.path)
-                locks = self._locks
-        return locks
-
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
         answer = self._answers.unwritten_entry(key)
         if answer is not None:  # answered in this process, not written yet
             return answer
-        now = self._clock()
         with self._errors("claim"):
-            locks = self._claim_locks()
-            # The lock first, then the look at the answers: an answer is in the file
-            # before its claim is let go, so whoever takes the lock next reads it.
-            offset = lock_offset(key)
-            in_the_way = locks.try_claim(key, offset, fingerprint, now + claim_ttl, now)
-            if in_the_way is not None:
-                return in_the_way
-            try:
-                answered_keys = locks.answered_keys
-                if answered_keys is not None and answered_keys.surely_unanswered(offset):
-                    rows = []  # never answered: no need to look
-                else:
-                    rows = self._rows(_SELECT_ENTRY, (key, now), write=False)
-            except BaseException:
-                locks.release(key, fingerprint)
-                raise
-        if rows:  # answered (or claimed by an older botkit): not ours to run
-            locks.release(key, fingerprint)
-            return self._entry(rows[0])
-        if next(self._claims) % SQLITE_CLEANUP_EVERY == 0:
-            self._answers.maintain_soon()  # the cleanup, off this request's thread
-        return None
+            conn = self._usable()
+            for _ in range(3):  # the row in the way may expire or be released meanwhile
+                now = self._clock()
+                if conn.execute(_CLAIM, (key, fingerprint, now + claim_ttl, now)).rowcount:
+                    if next(self._claims) % SQLITE_CLEANUP_EVERY == 0:
+                        self._answers.maintain_soon()  # off this request's thread
+                    return None
+                row = conn.execute(_SELECT_ENTRY, (key, now)).fetchone()
+                if row is not None:
+                    return self._entry(row)
+        raise StoreUnavailable(f"sqlite store {self.url}: claim of {key!r} kept changing")
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
         with self._errors("complete"):
-            self._write_answers(
-                [Answer(key, fingerprint, int(status), bytes(body), self._clock() + ttl)]
-            )
+            self._usable()
+            self._write_answers([Answer(key, fingerprint, status, body, self._clock() + ttl)])
 
     def _write_answers(self, answers: list[Answer]) -> None:
-        step = _ANSWERS_PER_STATEMENT
+        # Capped here, not when queued: until written, this process's copies may as well
+        # get the whole answer.
+        limit = self.max_answer_bytes
+        rows = [
+            (a.key, a.fingerprint, int(a.status), capped_body(a.body, limit, a.key), a.expires_at)
+            for a in answers
+        ]
         try:
-            for start in range(0, len(answers), step):
-                chunk = answers[start : start + step]
-                sql = _INSERT_ANSWERS + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
-                params = tuple(value for answer in chunk for value in answer)
-                self._change(sql, params, uncached=True)
-                locks = self._locks
-                if locks is not None and locks.answered_keys is not None:
-                    locks.answered_keys.mark_answered([lock_offset(answer.key) for answer in chunk])
-        finally:
-            # Written: the next claim reads the answer. Not written: the claims go, and
-            # Stream's retries run the handlers again, as after a crash.
-            locks = self._locks  # None after close(), which let go of every claim
-            if locks is not None:
-                for answer in answers:
-                    locks.release(answer.key)
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_ANSWER, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            # Their claims stay pending until they expire (BOTKIT_CLAIM_TTL): copies get
+            # the in-flight answer meanwhile, and Stream's later retries run them again.
+            self._failed(exc)
+            raise
 
     def release(self, key: str, fingerprint: str) -> None:
-        locks = self._locks  # None after close(), which let go of every claim
-        if locks is not None:
-            with self._errors("release"):
-                locks.release(key, fingerprint)
+        with self._errors("release"):
+            self._usable().execute(_RELEASE, (key, fingerprint))
 
     def get(self, key: str) -> Entry | None:
         answer = self._answers.unwritten_entry(key)
         if answer is not None:
             return answer
-        now = self._clock()
         with self._errors("get"):
-            rows = self._rows(_SELECT_ENTRY, (key, now), write=False)
-            if rows:
-                return self._entry(rows[0])
-            return self._claim_locks().claimed_entry(key, now)
-
-    def _maintain(self, requested: bool) -> None:
-        """Housekeeping on the answers thread: the expired-row cleanup when the claims
-        ask for it, this process's expired claims let go, and a WAL checkpoint every
-        ``SQLITE_CHECKPOINT_EVERY`` seconds (the only one: commits do not checkpoint, see
-        ``SQLITE_AUTOCHECKPOINT_PAGES``)."""
-        if requested:
-            self.cleanup()
-        locks = self._locks
-        if locks is not None:
-            locks.release_expired(self._clock())
-        if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
-            self._checkpointed = time.monotonic()
-            if locks is not None and locks.answered_keys is not None:
-                try:
-                    locks.answered_keys.maintain(self, self._clock())
-                except (sqlite3.Error, OSError) as exc:  # claims read the answers meanwhile
-                    logger.debug("sqlite store %s: filter of answered keys: %s", self.url, exc)
-            self.checkpoint()
-
-    # -- what the filter of answered keys keeps in the database ------------------
-
-    def filter_id(self) -> bytes | None:
-        """The id of the filter of answered keys that belongs to this database."""
-        rows = self._rows(
-            "SELECT value FROM botkit_meta WHERE name = 'answered-keys'", (), write=False
-        )
-        if not rows:
-            return None
-        [(value,)] = rows
-        return bytes(value)
-
-    def set_filter_id(self, value: bytes) -> None:
-        """Record that the filter with id ``value`` is this database's."""
-        self._change(
-            "INSERT OR REPLACE INTO botkit_meta (name, value) VALUES ('answered-keys', ?)",
-            (value,),
-        )
-
-    def latest_expiry(self) -> float:
-        """The latest expiry of an answer or claim in the database (0.0 if none)."""
-        [(latest,)] = self._rows(
-            "SELECT max(latest) FROM (SELECT max(expires_at) AS latest FROM botkit_idempotency"
-            " UNION ALL SELECT max(expires_at) FROM botkit_claims)",
-            (),
-            write=False,
-        )
-        return float(latest or 0.0)
+            row = self._usable().execute(_SELECT_ENTRY, (key, self._clock())).fetchone()
+        return None if row is None else self._entry(row)
 
     # -- housekeeping -----------------------------------------------------------
 
-    def checkpoint(self) -> tuple[int, int, int]:
-        """Copy the WAL into the database file and, when no write is under way, have
-        the next write start the WAL over; return SQLite's ``(busy, frames in the WAL,
-        frames copied)`` of the second step.
+    def _maintain(self, requested: bool) -> None:
+        """On the answers thread: the expired-row cleanup when claims ask for it, and the
+        size cap once every ``SIZE_CHECK_EVERY`` seconds."""
+        if requested:
+            self.cleanup()
+        if time.monotonic() - self._size_checked >= SIZE_CHECK_EVERY:
+            self._size_checked = time.monotonic()
+            self.enforce_size()
+        if time.monotonic() - self._checkpointed >= SQLITE_CHECKPOINT_EVERY:
+            self._checkpointed = time.monotonic()
+            self.checkpoint()
 
-        Under writes that never pause, SQLite finds no moment of its own to start the WAL
-        over, and with only ``PASSIVE`` checkpoints the WAL grows without end. So a
-        ``PASSIVE`` checkpoint (which holds no one back) copies what is there, then a
-        ``RESTART`` one copies the few frames written since, holding writes back for that
-        moment. It does not wait: when a write holds the lock it returns busy, and the
-        next call, ``SQLITE_CHECKPOINT_EVERY`` seconds later, tries again.
-        """
-        conn = self._connect()  # busy_timeout 0: see _retry
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        return int(busy), int(frames), int(copied)
+    def checkpoint(self) -> int:
+        """Copy the WAL into the database and have the next write start it over, unless
+        a reader or writer stays in the way (then return 1, and the next call tries
+        again). It waits ``SQLITE_RESTART_WAIT_MS`` at most: a waiting ``RESTART``
+        checkpoint holds new writers back."""
+        try:
+            conn = self._connect()
+            conn.execute(f"PRAGMA busy_timeout={SQLITE_RESTART_WAIT_MS}")
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # holds no one back
+                (busy, _, _) = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+        except sqlite3.Error as exc:
+            logger.debug("sqlite store %s: checkpoint skipped: %s", self.url, exc)
+            return 1
+        return int(busy)
 
     def cleanup(self) -> int:
         """Delete up to ``SQLITE_CLEANUP_BATCH`` expired rows; return how many.
 
         Run automatically every ``SQLITE_CLEANUP_EVERY`` claims, on the thread that
-        writes the answers. Never raises:
-        a busy database just postpones the cleanup.
+        writes the answers. Never raises: a busy database just postpones the cleanup.
         """
-        now = self._clock()
-        deleted = 0
-        for sql, params in (
-            # claims left by a worker that died before answering: few, a whole-table look
-            ("DELETE FROM botkit_claims WHERE expires_at <= ?", (now,)),
-            (
-                "DELETE FROM botkit_idempotency WHERE rowid IN"
-                " (SELECT rowid FROM botkit_idempotency WHERE expires_at <= ? LIMIT ?)",
-                (now, SQLITE_CLEANUP_BATCH),
-            ),
-        ):
-            try:
-                deleted += self._change(sql, params)
-            except (sqlite3.Error, OSError) as exc:
-                logger.debug("sqlite store %s: cleanup skipped: %s", self.url, exc)
-                break
+        try:
+            deleted = (
+                self._connect()
+                .execute(
+                    "DELETE FROM botkit_idempotency WHERE rowid IN"
+                    " (SELECT rowid FROM botkit_idempotency WHERE expires_at <= ? LIMIT ?)",
+                    (self._clock(), SQLITE_CLEANUP_BATCH),
+                )
+                .rowcount
+            )
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            logger.debug("sqlite store %s: cleanup skipped: %s", self.url, exc)
+            return 0
         if deleted:
             logger.debug("sqlite store %s: deleted %d expired entries", self.url, deleted)
         return deleted
 
-    def ping(self) -> None:
-        with self._errors("ping"):
-            self._retry(
-                lambda conn: conn.execute("SELECT 1 FROM botkit_idempotency LIMIT 1").fetchall(),
-                write=False,
+    def data_bytes(self) -> int:
+        """Bytes of the database's pages in use (the WAL's newest pages counted)."""
+        conn = self._connect()
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        return int((pages - free) * page_size)
+
+    def enforce_size(self) -> int:
+        """Keep the data under ``max_bytes``: past it, delete expired rows, then the
+        oldest answers (never a pending claim), until under ``SIZE_LOW_WATER`` of it.
+        Return how many rows went. Freed pages are reused by SQLite: the file stops
+        growing, it does not shrink. Never raises."""
+        deleted = 0
+        try:
+            if self.data_bytes() <= self.max_bytes:
+                return 0
+            conn = self._connect()
+            target = self.max_bytes * SIZE_LOW_WATER
+            deleted = conn.execute(
+                "DELETE FROM botkit_idempotency WHERE expires_at <= ?", (self._clock(),)
+            ).rowcount
+            while (used := self.data_bytes()) > target:
+                # as many of the oldest answers as hold the excess, if rows are alike
+                (answers,) = conn.execute(
+                    "SELECT count(*) FROM botkit_idempotency WHERE status IS NOT NULL"
+                ).fetchone()
+                excess = math.ceil(answers * (used - target) / used)
+                gone = conn.execute(
+                    "DELETE FROM botkit_idempotency WHERE rowid IN (SELECT rowid FROM"
+                    " botkit_idempotency WHERE status IS NOT NULL ORDER BY expires_at LIMIT ?)",
+                    (max(1, excess),),
+                ).rowcount
+                deleted += gone
+                if gone == 0:
+                    break
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            logger.warning("sqlite store %s: size cap not enforced: %s", self.url, exc)
+        if deleted:
+            logger.warning(
+                "sqlite store %s: over BOTKIT_STORE_MAX_BYTES (%d): %d oldest entries evicted",
+                self.url,
+                self.max_bytes,
+                deleted,
             )
+        return deleted
+
+    def ping(self) -> None:
+        """A small write, so that an unwritable file or a full disk shows; and a write
+        that failed in the last ``WRITE_FAILURE_MEMORY`` seconds fails it too."""
+        with self._errors("ping"):
+            self._usable().execute(
+                "INSERT OR REPLACE INTO botkit_meta (name, value) VALUES ('ping', ?)",
+                (repr(self._clock()).encode(),),
+            )
+        since = time.monotonic() - self._failed_at
+        if since < WRITE_FAILURE_MEMORY:
+            raise StoreUnavailable(f"sqlite store {self.url}: a write failed {since:.1f} s ago")
 
     def close(self) -> None:
         self._answers.flush(2.0)
-        pid = _pid
+        pid = os.getpid()
         with self._lock:
             mine = [conn for owner, conn in self._open if owner == pid]
             self._open = [(owner, conn) for owner, conn in self._open if owner != pid]
             self._generation += 1
-            locks, self._locks = self._locks, None
-        if locks is not None:
-            close_claim_locks(locks)
         for conn in mine:
             try:
                 conn.close()
@@ -511,29 +507,25 @@ class SQLiteStore(WriteBehindStore):
                 pass
 
     def incr(self, name: str, field: str, amount: int = 1) -> int:
-        def add(conn: sqlite3.Connection) -> int:
-            with self._transaction(conn):
-                conn.execute(
+        with self._errors("incr"):
+            (value,) = (
+                self._usable()
+                .execute(
                     "INSERT INTO botkit_counters (name, field, value) VALUES (?, ?, ?)"
-                    " ON CONFLICT (name, field) DO UPDATE SET value = value + excluded.value",
+                    " ON CONFLICT (name, field) DO UPDATE SET value = value + excluded.value"
+                    " RETURNING value",
                     (name, field, int(amount)),
                 )
-                (value,) = conn.execute(
-                    "SELECT value FROM botkit_counters WHERE name = ? AND field = ?",
-                    (name, field),
-                ).fetchone()
-            return int(value)
-
-        with self._errors("incr"):
-            return self._retry(add)
+                .fetchone()
+            )
+        return int(value)
 
     def counters(self, name: str) -> dict[str, int]:
         with self._errors("counters"):
-            rows = self._retry(
-                lambda conn: conn.execute(
-                    "SELECT field, value FROM botkit_counters WHERE name = ?", (name,)
-                ).fetchall(),
-                write=False,
+            rows = (
+                self._usable()
+                .execute("SELECT field, value FROM botkit_counters WHERE name = ?", (name,))
+                .fetchall()
             )
         return {str(field): int(value) for field, value in rows}
 
@@ -568,8 +560,20 @@ def _sqlite_path(url: str) -> str:
     return path
 
 
-def open_sqlite(url: str, clock: Callable[[], float]) -> SQLiteStore:
-    """The store of a ``sqlite:///`` URL; creates the file and its folder."""
+def open_sqlite(
+    url: str,
+    clock: Callable[[], float],
+    *,
+    max_answer_bytes: int | None = None,
+    max_bytes: int | None = None,
+) -> SQLiteStore:
+    """The store of a ``sqlite:///`` URL; creates the file and its folder.
+
+    A path that can never be a database (its folder cannot be made, or it is a folder)
+    is a :class:`StoreConfigError`. A file that cannot be written now (read-only, a full
+    disk, not a database) is not: the store starts unavailable and tries again on use,
+    so the workers boot and ``/healthz`` says what is wrong.
+    """
     path = _sqlite_path(url)
     params = single_query_params(url, urlsplit(url).query)
     busy_timeout = DEFAULT_BUSY_TIMEOUT_MS
@@ -584,14 +588,17 @@ def open_sqlite(url: str, clock: Callable[[], float]) -> SQLiteStore:
     try:
         if parent:
             os.makedirs(parent, exist_ok=True)
-        store = SQLiteStore(path, busy_timeout_ms=busy_timeout, clock=clock, url=mask_url(url))
-    except sqlite3.OperationalError as exc:
-        if _is_busy(exc):
-            raise StoreUnavailable(
-                f"sqlite store {mask_url(url)}: database stayed locked while opening: {exc}"
-            ) from exc
+    except OSError as exc:
         raise config_error(url, f"cannot open or create {path!r}: {exc}") from exc
-    except (OSError, sqlite3.Error) as exc:
-        raise config_error(url, f"cannot open or create {path!r}: {exc}") from exc
+    if os.path.isdir(path):
+        raise config_error(url, f"cannot open or create {path!r}: it is a directory")
+    store = SQLiteStore(
+        path,
+        busy_timeout_ms=busy_timeout,
+        clock=clock,
+        url=mask_url(url),
+        max_answer_bytes=max_answer_bytes,
+        max_bytes=max_bytes if max_bytes is not None else DEFAULT_MAX_BYTES,
+    )
     logger.info("idempotency store: %s", store.url)
     return store

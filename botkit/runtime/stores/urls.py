@@ -24,6 +24,8 @@ def open_store(
     *,
     instance_path: str = "instance",
     clock: Callable[[], float] = time.time,
+    max_answer_bytes: int | None = None,
+    max_bytes: int | None = None,
 ) -> Store:
     """Open the store named by ``url`` (the ``BOTKIT_STORE`` setting).
 
@@ -35,7 +37,13 @@ def open_store(
     scheme, a SQLite path that cannot be created, a malformed Redis URL, or
     Redis URL without the ``redis`` package installed. A Redis server that is
     down is *not* an error here (the bot must be able to boot while Redis
-    restarts); it shows up as :class:`StoreUnavailable` on use.
+    restarts); it shows up as :class:`StoreUnavailable` on use. Nor is a SQLite file
+    that cannot be written now: the store tries again on use.
+
+    ``max_answer_bytes`` (``BOTKIT_STORE_MAX_ANSWER_BYTES``): a longer answer is kept
+    without its body (memory and SQLite stores). ``max_bytes``
+    (``BOTKIT_STORE_MAX_BYTES``): the SQLite store's data is kept under it, the oldest
+    answers evicted first; the memory store has its own ``max_bytes`` query parameter.
     """
     if not url:
         url = f"sqlite:///{instance_path}/botkit.sqlite3"
@@ -44,9 +52,9 @@ def open_store(
     except ValueError as exc:
         raise config_error(url, f"not a URL ({exc}); accepted forms: {ACCEPTED_FORMS}") from None
     if scheme == "memory":
-        return open_memory(url, clock)
+        return open_memory(url, clock, max_answer_bytes)
     if scheme == "sqlite":
-        return open_sqlite(url, clock)
+        return open_sqlite(url, clock, max_answer_bytes=max_answer_bytes, max_bytes=max_bytes)
     if scheme in ("redis", "rediss", "unix"):
         return open_redis(url)
     raise config_error(url, f"unsupported scheme {scheme!r}; accepted forms: {ACCEPTED_FORMS}")
