@@ -132,6 +132,7 @@ class RedisStore(WriteBehindStore):
         # Claims sent but never confirmed (key -> (value, time.monotonic() it expires)).
         self._unconfirmed: dict[str, tuple[bytes, float]] = {}
         self._unconfirmed_lock = threading.Lock()
+        self._releaser: threading.Thread | None = None
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -152,8 +153,6 @@ class RedisStore(WriteBehindStore):
         name = REDIS_KEY_PREFIX + key
         value = encode_pending(fingerprint)
         with self._errors("claim"):
-            if self._unconfirmed:
-                self._release_unconfirmed()
             # SET NX is the atomic claim. When it fails, the GET can find nothing if the
             # entry expired or was released in between: try again.
             for _ in range(5):
@@ -170,31 +169,42 @@ class RedisStore(WriteBehindStore):
         raise StoreUnavailable(f"redis store {self.url}: claim of {key!r} kept racing with expiry")
 
     def _unconfirmed_claim(self, key: str, value: bytes, claim_ttl: float) -> None:
-        """Remember a claim whose reply did not come back. A hung Redis still runs what
-        was sent once it resumes: left alone, that claim would hold off Stream's retries
-        of the webhook (answered 503 or run without dedup meanwhile) until it expired."""
+        """Remember a claim whose reply did not come back, for a thread to release once
+        Redis answers again. A hung Redis still runs what was sent to it when it
+        resumes: left alone, that claim would hold off Stream's retries of the webhook
+        (push: 503 "still processing") until it expired."""
         with self._unconfirmed_lock:
             self._unconfirmed[key] = (value, time.monotonic() + claim_ttl)
+            if self._releaser is None or not self._releaser.is_alive():
+                self._releaser = threading.Thread(
+                    target=self._release_unconfirmed, name="botkit-redis-release", daemon=True
+                )
+                self._releaser.start()
 
     def _release_unconfirmed(self) -> None:
-        """Delete the claims of :meth:`_unconfirmed_claim` that Redis did make (each
-        only if it still holds that claim's own token), in one round trip."""
-        now = time.monotonic()
-        with self._unconfirmed_lock:
-            claims = {k: c for k, c in self._unconfirmed.items() if c[1] > now}
-            self._unconfirmed.clear()
-        if not claims:
-            return
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            for key, (value, _expires) in claims.items():
-                self._release_exact_script(keys=[REDIS_KEY_PREFIX + key], args=[value], client=pipe)
-            pipe.execute()
-        except BaseException:
-            with self._unconfirmed_lock:  # Redis still away: next time
-                for key, claim in claims.items():
-                    self._unconfirmed.setdefault(key, claim)
-            raise
+        """The releasing thread: delete the claims of :meth:`_unconfirmed_claim` that
+        Redis did make (each only if it still holds that claim's own token, so never a
+        later delivery's), in one round trip, as soon as Redis answers."""
+        while True:
+            now = time.monotonic()
+            with self._unconfirmed_lock:
+                claims = {k: c for k, c in self._unconfirmed.items() if c[1] > now}
+                self._unconfirmed.clear()
+                if not claims:
+                    self._releaser = None
+                    return
+            try:
+                pipe = self._redis.pipeline(transaction=False)
+                for key, (value, _expires) in claims.items():
+                    self._release_exact_script(
+                        keys=[REDIS_KEY_PREFIX + key], args=[value], client=pipe
+                    )
+                pipe.execute()
+            except self._redis_errors:
+                with self._unconfirmed_lock:  # Redis still away: try again
+                    for key, claim in claims.items():
+                        self._unconfirmed.setdefault(key, claim)
+                time.sleep(0.1)
 
     def complete(self, key: str, fingerprint: str, status: int, body: bytes, ttl: float) -> None:
         self._write_answers([Answer(key, fingerprint, int(status), bytes(body), time.time() + ttl)])
