@@ -711,7 +711,8 @@ def test_redis_hung_requests_do_not_wait_for_each_other(
     redis_server: RedisServer, redis_url: str
 ) -> None:
     # Each thread pays its own timeout, in parallel: none queues behind another's
-    # (a pool that blocks for a free connection, claims batched behind a stuck one).
+    # (a pool that blocks for a free connection, claims batched behind a stuck one);
+    # once one has timed out, the others do not wait out theirs.
     store = open_store(redis_url)
     try:
         assert store.claim("warm", "fp", 30) is None
@@ -731,8 +732,26 @@ def test_redis_hung_requests_do_not_wait_for_each_other(
                 t.start()
             for t in threads:
                 t.join(10)
-        assert len(times) == 8
-        assert max(times) < 0.6, f"slowest claim {max(times):.2f}s (timeout 0.25 s)"
+            assert len(times) == 8
+            assert max(times) < 0.6, f"slowest claim {max(times):.2f}s (timeout 0.25 s)"
+            # Now Redis is known to be silent: one claim at a time asks it again (and
+            # waits out its timeout), the others fail at once.
+            times.clear()
+            threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            assert len(times) == 8
+            assert sorted(times)[-2] < 0.1, f"claims took {sorted(times)}"
+        deadline = time.monotonic() + 2
+        while True:  # back within one probe of it resuming
+            try:
+                assert store.claim("after", "fp", 30) is None
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
     finally:
         store.close()
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bots.redis_faults import COUNT
 from bots.reliability import count, init_effects
 from server import GunicornServer, HTTPResult, gunicorn, signed_post  # noqa: F401
 from services import RedisServer, redis_server, redis_url  # noqa: F401
@@ -53,6 +54,10 @@ class Sent:
     elapsed: float
 
 
+#: Each webhook's body, so that a retry sends the same bytes (push bodies carry a time).
+_bodies: dict[str, bytes] = {}
+
+
 def _body(kind: str, tag: str) -> bytes:
     if kind == "command":
         return encode(command_payload(f"/echo {tag}"))
@@ -61,16 +66,17 @@ def _body(kind: str, tag: str) -> bytes:
     return encode(event_payload("message.new"))
 
 
+def _counted(kind: str, webhook_id: str) -> None:
+    """Have the bot count its runs of ``webhook_id`` (it counts only marked calls)."""
+    _bodies[webhook_id] = _body(kind, f"{webhook_id} {COUNT}")
+
+
 def _text(result: HTTPResult) -> str | None:
     try:
         message = result.json().get("message")
     except ValueError:
         return None
     return message.get("text") if isinstance(message, dict) else None
-
-
-#: Each webhook's body, so that a retry sends the same bytes (push bodies carry a time).
-_bodies: dict[str, bytes] = {}
 
 
 class Client:
@@ -107,8 +113,8 @@ def hung(server: RedisServer) -> Iterator[None]:
 
 @pytest.fixture
 def bot_server(
-    gunicorn: Callable[..., GunicornServer],  # noqa: F811
-    redis_url: str,  # noqa: F811
+    gunicorn: Callable[..., GunicornServer],
+    redis_url: str,
     tmp_path: Path,
 ) -> GunicornServer:
     init_effects(str(tmp_path))
@@ -178,6 +184,7 @@ def _assert_exactly_once_again(server: GunicornServer) -> None:
     try:
         for kind, effect in (("command", "echo"), ("before-send", "hook"), ("push", "event")):
             webhook_id = str(uuid.uuid4())
+            _counted(kind, webhook_id)
             first = client.post(kind, webhook_id)
             again = client.post(kind, webhook_id, attempt=2)
             assert first.status == again.status == 200, (first, again)
@@ -193,27 +200,28 @@ def _assert_exactly_once_again(server: GunicornServer) -> None:
 
 def test_hung_redis_costs_each_request_one_timeout(
     bot_server: GunicornServer,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> None:
     server = bot_server
     _warm_up(server)
+    normal = _post_until(server, time.monotonic() + HANG / 2, list(PATHS))
     with hung(redis_server):
         sent = _post_until(server, time.monotonic() + HANG, list(PATHS))
     slow = sorted((s.elapsed, s.kind) for s in sent if s.elapsed >= BOUND)
     assert not slow, f"{len(slow)} of {len(sent)} answers took >= {BOUND}s: {slow[-5:]}"
     by_kind = {kind: [s for s in sent if s.kind == kind] for kind in PATHS}
-    # Each request pays one socket timeout (0.25 s) at most, in parallel with the others:
-    # 12 clients for 6 s make well over 100 requests. (Retries and requests waiting
-    # behind each other's timeouts made a few dozen.)
-    assert len(sent) >= 100, f"only {len(sent)} answers in {HANG}s"
+    # Throughput holds: a request pays a socket timeout only while no other one is
+    # already finding out whether Redis answers again (each one paying its own, the
+    # server answered 14 % of its normal rate; with retries and claims queued behind
+    # each other's, 6 %).
+    rate, normal_rate = len(sent) / HANG, len(normal) / (HANG / 2)
+    assert rate >= 0.5 * normal_rate, f"{rate:.0f} answers/s while hung, {normal_rate:.0f} before"
 
     effects = _effects(server)
     for s in by_kind["command"]:  # handled without dedup, in time
         assert (s.status, s.text) == (200, f"echo {s.webhook_id}"), s
-        assert count(effects, "echo", s.webhook_id) == 1
     for s in by_kind["before-send"]:  # the hook ran: its rewrite is in the answer
         assert (s.status, s.text) == (200, f"hi {s.webhook_id} (checked)"), s
-        assert count(effects, "hook", s.webhook_id) == 1
     for s in by_kind["push"]:  # not acked without dedup: Stream retries
         assert s.status == 503, s
         assert count(effects, "event", s.webhook_id) == 0
@@ -239,7 +247,7 @@ def test_hung_redis_costs_each_request_one_timeout(
 
 def test_redis_killed_and_restarted_recovers(
     bot_server: GunicornServer,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> None:
     server = bot_server
     _warm_up(server)

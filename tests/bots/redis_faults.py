@@ -3,9 +3,12 @@
 Every handler counts what it did with :func:`bots.reliability.record` (a SQLite file in
 ``RELIABILITY_DIR``), so a test sees how often it really ran, in any worker:
 
-- ``/echo ARGS``: records ``("echo", webhook id)``, answers ``echo ARGS`` (ephemeral).
-- before-send: records ``("hook", webhook id)`` and appends `` (checked)`` to the text,
-  so the answer shows that the hook ran.
+- ``/echo ARGS``: answers ``echo ARGS`` (ephemeral); records ``("echo", webhook id)``
+  when ARGS hold ``[count]``.
+- before-send: appends `` (checked)`` to the text, so the answer shows that the hook ran;
+  records ``("hook", webhook id)`` when the text holds ``[count]``.
+
+(Only marked calls write the effects file: under load its lock would decide the latency.)
 - push ``message.new``: records ``("event", webhook id)``.
 
 Serve it with ``gunicorn 'bots.redis_faults:create_app()'``.
@@ -20,17 +23,20 @@ from botkit import BeforeSendContext, Bot, CommandContext, Event, Message
 from .reliability import record
 
 bot = Bot()
+COUNT = "[count]"
 
 
 @bot.command("echo", description="Answer with the arguments")
 def echo(ctx: CommandContext) -> Message:
-    record("echo", ctx.webhook_id)
+    if COUNT in ctx.args:
+        record("echo", ctx.webhook_id)
     return Message.ephemeral(f"echo {ctx.args}")
 
 
 @bot.before_send
 def checked(ctx: BeforeSendContext) -> str:
-    record("hook", ctx.webhook_id)
+    if COUNT in ctx.text:
+        record("hook", ctx.webhook_id)
     return f"{ctx.text} (checked)"
 
 

@@ -129,6 +129,14 @@ class RedisStore(WriteBehindStore):
             redis.exceptions.TimeoutError,
             OSError,
         )
+        self._timeouts = redis.exceptions.TimeoutError
+        # Set when a call timed out; cleared when a claim or lookup gets a reply again.
+        self._silent = False
+        self._probe_until = 0.0  # time.monotonic() until which one request asks Redis
+        kwargs = client.connection_pool.connection_kwargs
+        self._probe_time = float(kwargs.get("socket_timeout") or DEFAULT_REDIS_TIMEOUT) + float(
+            kwargs.get("socket_connect_timeout") or DEFAULT_REDIS_TIMEOUT
+        )
         # Claims sent but never confirmed (key -> (value, time.monotonic() it expires)).
         self._unconfirmed: dict[str, tuple[bytes, float]] = {}
         self._unconfirmed_lock = threading.Lock()
@@ -138,6 +146,10 @@ class RedisStore(WriteBehindStore):
     def _errors(self, what: str) -> Iterator[None]:
         try:
             yield
+        except self._timeouts as exc:
+            self._silent = True
+            logger.warning("redis store %s: %s failed: %s", self.url, what, exc)
+            raise StoreUnavailable(f"redis store {self.url}: {what} failed: {exc}") from exc
         except self._redis_errors as exc:
             logger.warning("redis store %s: %s failed: %s", self.url, what, exc)
             raise StoreUnavailable(f"redis store {self.url}: {what} failed: {exc}") from exc
@@ -146,10 +158,24 @@ class RedisStore(WriteBehindStore):
                 f"redis store {self.url}: {what}: unreadable value: {exc}"
             ) from exc
 
+    def _check_silence(self, what: str) -> None:
+        """While Redis is silent (a call timed out and none has had a reply since), one
+        claim or lookup at a time asks it again; the others fail at once, rather than
+        each waiting out its own timeout while requests queue behind them."""
+        now = time.monotonic()
+        if now < self._probe_until:
+            raise StoreUnavailable(
+                f"redis store {self.url}: {what} not sent: Redis did not answer in time, "
+                "and another request is checking whether it does again"
+            )
+        self._probe_until = now + self._probe_time
+
     def claim(self, key: str, fingerprint: str, claim_ttl: float) -> Entry | None:
         answer = self._answers.unwritten_entry(key)
         if answer is not None:  # answered in this process, not written yet
             return answer
+        if self._silent:
+            self._check_silence("claim")
         name = REDIS_KEY_PREFIX + key
         value = encode_pending(fingerprint)
         with self._errors("claim"):
@@ -161,6 +187,7 @@ class RedisStore(WriteBehindStore):
                 except self._no_reply_errors:
                     self._unconfirmed_claim(key, value, claim_ttl)
                     raise
+                self._silent = False
                 if made:
                     return None
                 found = self._redis.get(name)
@@ -230,8 +257,11 @@ class RedisStore(WriteBehindStore):
         answer = self._answers.unwritten_entry(key)
         if answer is not None:
             return answer
+        if self._silent:
+            self._check_silence("get")
         with self._errors("get"):
             value = self._redis.get(REDIS_KEY_PREFIX + key)
+            self._silent = False
             return None if value is None else decode_entry(_as_bytes(value))
 
     def ping(self) -> None:
