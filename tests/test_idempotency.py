@@ -785,6 +785,74 @@ def test_redis_claim_sent_to_a_hung_redis_is_released_after(
         other.close()
 
 
+class _ReplyDropper:
+    """A TCP proxy to Redis that, when ``drop`` is set, closes the connection instead of
+    passing on the next reply: what was sent ran, the client never hears of it."""
+
+    def __init__(self, server: RedisServer) -> None:
+        import socket
+
+        self.target = (server.host, server.port)
+        self.drop = False
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.sockets: list[Any] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
+
+    def _pipe(self, source: Any, sink: Any, replies: bool) -> None:
+        import socket
+
+        try:
+            while data := source.recv(65536):
+                if replies and self.drop:
+                    self.drop = False
+                    for sock in (source, sink):  # (shutdown: the other thread is in recv)
+                        sock.shutdown(socket.SHUT_RDWR)
+                    return
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_redis_claim_whose_reply_was_lost_is_still_ours(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    # The SET NX landed, the connection dropped before its reply, and the claim is sent
+    # again on a new connection: it finds its own pending value (its token). Taking that
+    # for a copy in flight would leave the webhook unanswered until the claim expired.
+    proxy = _ReplyDropper(redis_server)
+    # (timeouts of 2 s: the proxy is Python threads on a busy machine)
+    store = open_store(
+        f"redis://127.0.0.1:{proxy.port}/0?socket_timeout=2&socket_connect_timeout=2"
+    )
+    try:
+        assert store.claim("before", "fp", 30) is None  # connected
+        proxy.drop = True
+        assert store.claim("k", "fp", 30) is None
+        assert store.get("k") == Entry("fp", None, None)  # made once, pending
+        assert store.claim("k", "fp", 30) == Entry("fp", None, None)  # a copy waits
+    finally:
+        store.close()
+        proxy.close()
+
+
 def test_sqlite_lock_error_is_unavailable(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/locked.db?busy_timeout=50")
     blocker = sqlite3.connect(str(tmp_path / "locked.db"), isolation_level=None)
