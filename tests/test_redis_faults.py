@@ -207,6 +207,7 @@ def test_hung_redis_costs_each_request_one_timeout(
     normal = _post_until(server, time.monotonic() + HANG / 2, list(PATHS))
     with hung(redis_server):
         sent = _post_until(server, time.monotonic() + HANG, list(PATHS))
+        assert server.get("/healthz").status == 503
     slow = sorted((s.elapsed, s.kind) for s in sent if s.elapsed >= BOUND)
     assert not slow, f"{len(slow)} of {len(sent)} answers took >= {BOUND}s: {slow[-5:]}"
     by_kind = {kind: [s for s in sent if s.kind == kind] for kind in PATHS}
