@@ -124,11 +124,12 @@ class RedisStore(WriteBehindStore):
     hashes ``botkit:count:{name}``.
 
     Expiry is Redis' own key TTL (``PX``), measured by the Redis server: the
-    ``clock`` given to :func:`open_store` is not used. Every call goes through one
-    redis-py client and its connection pool (one connection per thread in use, never
-    a wait for a free one), with short timeouts and no retries: a Redis that is down
-    or hung surfaces as :class:`StoreUnavailable` after one socket timeout (0.25 s by
-    default), and the pool reconnects on the next call.
+    ``clock`` given to :func:`open_store` is not used. Claims and lookups go through
+    a redis-py client per thread that keeps its connection, the rest through a client
+    and its pool: no thread ever waits for another's connection. A timed-out call is
+    not retried (a connection found closed is, once): a Redis that is down or hung
+    surfaces as :class:`StoreUnavailable` after one socket timeout (0.25 s by default)
+    at most, and while it stays silent, one claim or lookup at a time waits for it.
     """
 
     def __init__(self, client: redis.Redis, *, url: str) -> None:
