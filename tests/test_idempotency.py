@@ -40,7 +40,7 @@ from botkit.runtime.stores import (
     open_store,
 )
 from botkit.runtime.stores import sqlite as sqlite_backend
-from botkit.runtime.stores.base import Answer, AnswerWriter, ClaimCombiner, ClaimRequest
+from botkit.runtime.stores.base import Answer, AnswerWriter
 from botkit.runtime.stores.memory import ENTRY_OVERHEAD
 from botkit.runtime.stores.redis import RedisStore, decode_entry, encode_answer, encode_pending
 from botkit.runtime.stores.sqlite import SQLiteStore
@@ -926,76 +926,6 @@ def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPa
     store.close()
 
 
-# ---------------------------------------------------------------------------
-# Claims made together (ClaimCombiner, the Redis store's)
-
-
-def claims_behind_a_held_call(keys: str, most: int = 64) -> tuple[list[list[str]], dict[str, Any]]:
-    """Claim ``keys`` from a thread each: the first call is held until all the others
-    wait behind it. Returns the calls (the keys in each) and each key's outcome."""
-    calls: list[list[str]] = []
-    first_call_started, go_on = threading.Event(), threading.Event()
-
-    def claim_many(claims: list[ClaimRequest]) -> None:
-        calls.append([c.key for c in claims])
-        if len(calls) == 1:
-            first_call_started.set()
-            assert go_on.wait(10)
-        for c in claims:
-            c.outcome = f"made {c.key}"
-
-    combiner = ClaimCombiner(claim_many)
-    combiner.max_batch = most
-    results: dict[str, Any] = {}
-
-    def claim(key: str) -> None:
-        results[key] = combiner.claim(key, "fp", 30)
-
-    threads = [threading.Thread(target=claim, args=(k,)) for k in keys]
-    threads[0].start()
-    assert first_call_started.wait(10)
-    for t in threads[1:]:
-        t.start()
-    deadline = time.monotonic() + 10
-    while len(combiner._waiting) < len(keys) - 1:  # all the others wait behind the first
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
-    go_on.set()
-    for t in threads:
-        t.join(10)
-    return calls, results
-
-
-def test_claims_that_wait_are_made_together_in_one_call() -> None:
-    calls, results = claims_behind_a_held_call("abcde")
-    assert calls[0] == ["a"]
-    assert sorted(calls[1]) == ["b", "c", "d", "e"] and len(calls) == 2
-    assert results == {k: f"made {k}" for k in "abcde"}
-
-
-def test_more_claims_waiting_than_one_call_takes_are_all_made() -> None:
-    calls, results = claims_behind_a_held_call("abcdefg", most=2)
-    assert results == {k: f"made {k}" for k in "abcdefg"}  # every thread got its own outcome
-    assert all(len(call) <= 2 for call in calls)
-    assert sorted(k for call in calls for k in call) == list("abcdefg")  # each made once
-
-
-def test_a_failed_call_fails_every_claim_in_it_and_the_next_one_goes_on() -> None:
-    fail = [True]
-
-    def claim_many(claims: list[ClaimRequest]) -> None:
-        if fail[0]:
-            raise OSError("store down")
-        for c in claims:
-            c.outcome = True
-
-    combiner = ClaimCombiner(claim_many)
-    with pytest.raises(OSError, match="store down"):
-        combiner.claim("a", "fp", 30)
-    fail[0] = False
-    assert combiner.claim("a", "fp", 30) is True
-
-
 def test_sqlite_connection_per_thread(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/t.db")
     assert isinstance(store, SQLiteStore)
@@ -1261,9 +1191,12 @@ def test_redis_url_forms_accepted() -> None:
 # Bounded storage: BOTKIT_STORE_MAX_ANSWER_BYTES and BOTKIT_STORE_MAX_BYTES
 
 
-@pytest.mark.parametrize("kind", ["memory", "sqlite"])
-def test_an_answer_over_the_cap_is_kept_without_its_body(kind: str, tmp_path: Any) -> None:
-    url = "memory://" if kind == "memory" else f"sqlite:///{tmp_path}/cap.db"
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
+def test_an_answer_over_the_cap_is_kept_without_its_body(
+    kind: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    urls = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/cap.db"}
+    url = request.getfixturevalue("redis_url") if kind == "redis" else urls[kind]
     store = open_store(url, max_answer_bytes=100)
     try:
         for key, complete in (("now", store.complete), ("soon", store.complete_soon)):

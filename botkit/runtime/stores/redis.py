@@ -24,6 +24,7 @@ from .base import (
     Entry,
     StoreUnavailable,
     WriteBehindStore,
+    capped_body,
     config_error,
     logger,
     mask_url,
@@ -89,10 +90,12 @@ def encode_pending(fingerprint: str, token: bytes | None = None) -> bytes:
     return b"P" + token + fingerprint.encode("utf-8")
 
 
-def encode_answer(fingerprint: str, status: int, body: bytes) -> bytes:
-    """The value of a stored answer."""
+def encode_answer(fingerprint: str, status: int, body: bytes | None) -> bytes:
+    """The value of a stored answer; ``None``: answered, its body over the cap not kept."""
     fingerprint_bytes = fingerprint.encode("utf-8")
     header = _DONE_HEADER.pack(status, len(fingerprint_bytes))
+    if body is None:
+        return b"N" + header + fingerprint_bytes
     return b"D" + header + fingerprint_bytes + bytes(body)
 
 
@@ -101,12 +104,13 @@ def decode_entry(value: bytes) -> Entry:
     kind = value[:1]
     if kind == b"P" and len(value) > _TOKEN_LENGTH:
         return Entry(value[1 + _TOKEN_LENGTH :].decode("utf-8"), None, None)
-    if kind == b"D" and len(value) >= 1 + _DONE_HEADER.size:
+    if kind in (b"D", b"N") and len(value) >= 1 + _DONE_HEADER.size:
         status, fingerprint_length = _DONE_HEADER.unpack_from(value, 1)
         start = 1 + _DONE_HEADER.size
         end = start + fingerprint_length
         if end <= len(value):
-            return Entry(value[start:end].decode("utf-8"), status, value[end:])
+            body = value[end:] if kind == b"D" else None
+            return Entry(value[start:end].decode("utf-8"), status, body)
     raise ValueError("not a botkit idempotency value")
 
 
@@ -132,10 +136,13 @@ class RedisStore(WriteBehindStore):
     at most, and while it stays silent, one claim or lookup at a time waits for it.
     """
 
-    def __init__(self, client: redis.Redis, *, url: str) -> None:
+    def __init__(
+        self, client: redis.Redis, *, url: str, max_answer_bytes: int | None = None
+    ) -> None:
         import redis.exceptions
 
         self.url = url
+        self.max_answer_bytes = max_answer_bytes
         self._redis = client
         self._local = _ThreadClient()
         self._clients_lock = threading.Lock()
@@ -284,9 +291,10 @@ class RedisStore(WriteBehindStore):
         with self._errors("complete"):
             pipe = self._redis.pipeline(transaction=False)
             for answer in answers:  # an answer replaces whatever the key holds
+                body = capped_body(answer.body, self.max_answer_bytes, answer.key)
                 pipe.set(
                     REDIS_KEY_PREFIX + answer.key,
-                    encode_answer(answer.fingerprint, answer.status, answer.body),
+                    encode_answer(answer.fingerprint, answer.status, body),
                     px=_ttl_ms(max(answer.expires_at - now, 0.001)),
                 )
             pipe.execute()
@@ -336,7 +344,7 @@ class RedisStore(WriteBehindStore):
         }
 
 
-def open_redis(url: str) -> RedisStore:
+def open_redis(url: str, max_answer_bytes: int | None = None) -> RedisStore:
     """The store of a ``redis://``, ``rediss://`` or ``unix://`` URL. Connects on use."""
     try:
         import redis
@@ -380,6 +388,6 @@ def open_redis(url: str) -> RedisStore:
         client = redis.Redis(connection_pool=pool)
     except (TypeError, ValueError) as exc:
         raise config_error(url, f"malformed Redis URL: {exc}") from None
-    store = RedisStore(client, url=mask_url(url))
+    store = RedisStore(client, url=mask_url(url), max_answer_bytes=max_answer_bytes)
     logger.info("idempotency store: %s", store.url)
     return store

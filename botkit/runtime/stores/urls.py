@@ -56,5 +56,5 @@ def open_store(
     if scheme == "sqlite":
         return open_sqlite(url, clock, max_answer_bytes=max_answer_bytes, max_bytes=max_bytes)
     if scheme in ("redis", "rediss", "unix"):
-        return open_redis(url)
+        return open_redis(url, max_answer_bytes)
     raise config_error(url, f"unsupported scheme {scheme!r}; accepted forms: {ACCEPTED_FORMS}")
