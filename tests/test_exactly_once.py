@@ -180,7 +180,14 @@ def spread_connections(server: GunicornServer, copies: int) -> list[http.client.
 
 
 def concurrently(
-    server: GunicornServer, path: str, body: bytes, webhook_id: str, copies: int = COPIES
+    server: GunicornServer,
+    path: str,
+    body: bytes,
+    webhook_id: str,
+    copies: int = COPIES,
+    *,
+    api_key: str = KEY,
+    secret: str = SECRET,
 ) -> list[HTTPResult]:
     """``copies`` deliveries of one webhook, each on its own connection (spread over the
     workers), released at once."""
@@ -192,7 +199,7 @@ def concurrently(
         try:
             barrier.wait(timeout=30)
             results[i] = signed_post(
-                conns[i], PREFIX + path, body, api_key=KEY, secret=SECRET, webhook_id=webhook_id
+                conns[i], PREFIX + path, body, api_key=api_key, secret=secret, webhook_id=webhook_id
             )
         except Exception as exc:  # reported below
             results[i] = exc

@@ -13,7 +13,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ import pytest
 from bots.reliability import count, init_effects
 from server import GunicornServer, HTTPResult, signed_post
 from services import find_free_port
-from test_exactly_once import spread_connections
+from test_exactly_once import concurrently
 
 from botkit.testing import command_payload, encode, event_payload
 
@@ -129,29 +128,7 @@ def burst(
 ) -> list[HTTPResult]:
     """``copies`` deliveries of one webhook, on connections spread over both workers,
     released at once."""
-    conns = spread_connections(server, copies)
-    results: list[Any] = [None] * copies
-    barrier = threading.Barrier(copies)
-
-    def deliver(i: int) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results[i] = signed_post(
-                conns[i], PREFIX + path, body, api_key=KEY, secret=SECRET, webhook_id=webhook_id
-            )
-        except Exception as exc:  # reported below
-            results[i] = exc
-        finally:
-            conns[i].close()
-
-    threads = [threading.Thread(target=deliver, args=(i,)) for i in range(copies)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    failures = [r for r in results if not isinstance(r, HTTPResult)]
-    assert not failures, failures[:3]
-    return results
+    return concurrently(server, path, body, webhook_id, copies, api_key=KEY, secret=SECRET)
 
 
 def assert_exactly_once(server: GunicornServer, label: str, ids: int = 3) -> None:
