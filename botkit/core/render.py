@@ -11,8 +11,7 @@ problems a bot author can fix, for one client line:
 
     from botkit.core.render import check_reply
 
-    for warning in check_reply(reply_message, line="current"):
-        print(warning.where, warning.text)
+    problems = [f"{w.where}: {w.text}" for w in check_reply(reply_message, line="current")]
 
 Each :class:`RenderWarning` names the rule of the reference it comes from (1-3, 8, 9),
 a short ``code``, a sentence for the author (what the user will see, what to do) and
