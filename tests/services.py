@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Self
 
 import pytest
 
-__all__ = ["RedisServer", "find_free_port", "redis_server", "redis_url"]
+__all__ = ["RedisServer", "find_free_port", "hung", "redis_server", "redis_url"]
 
 
 def find_free_port(host: str = "127.0.0.1") -> int:
@@ -166,3 +168,16 @@ def redis_url(redis_server: RedisServer) -> str:
     redis_server.start()
     redis_server.flushall()
     return redis_server.url
+
+
+@contextmanager
+def hung(server: RedisServer) -> Iterator[None]:
+    """redis-server stopped (SIGSTOP) inside the block: connections stay open, nothing
+    answers. It is always continued after the block."""
+    assert server.process is not None
+    pid = server.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +22,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from services import RedisServer, redis_server, redis_url  # noqa: F401
+from services import RedisServer, hung, redis_server, redis_url  # noqa: F401
 
 # The backends' classes come from their modules (botkit.runtime.stores re-exports only
 # what a bot author needs). Some internals are checked here directly: the helpers the
@@ -637,18 +635,6 @@ def test_redis_error_reply_is_unavailable(redis_server: RedisServer, redis_url: 
         store.close()
 
 
-@contextmanager
-def _hung(server: RedisServer) -> Iterator[None]:
-    """redis-server stopped (SIGSTOP) inside the block: connections open, no replies."""
-    assert server.process is not None
-    pid = server.process.pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 def _calls_of(server: RedisServer, command: str) -> int:
     """How many times redis-server ran ``command`` since its last CONFIG RESETSTAT."""
     import redis
@@ -666,7 +652,7 @@ def test_redis_hung_costs_one_socket_timeout_and_no_retry(
     try:
         assert store.claim("warm", "fp", 30) is None  # a connection in the pool
         redis_server.command("CONFIG", "RESETSTAT")
-        with _hung(redis_server):
+        with hung(redis_server):
             for name in ("claim", "get"):
                 started = time.monotonic()
                 with pytest.raises(StoreUnavailable):
@@ -703,7 +689,7 @@ def test_redis_hung_requests_do_not_wait_for_each_other(
             with lock:
                 times.append(time.monotonic() - started)
 
-        with _hung(redis_server):
+        with hung(redis_server):
             threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
             for t in threads:
                 t.start()
@@ -745,7 +731,7 @@ def test_redis_claim_sent_to_a_hung_redis_is_released_after(
         assert store.claim("warm", "fp", 30) is None
         assert other.claim("theirs", "fp", 30) is None  # a claim of another worker
         redis_server.command("CONFIG", "RESETSTAT")
-        with _hung(redis_server):
+        with hung(redis_server):
             for key in ("k", "theirs"):
                 with pytest.raises(StoreUnavailable):
                     store.claim(key, "fp", 30)

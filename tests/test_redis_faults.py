@@ -9,13 +9,10 @@ what its handlers did in a SQLite file, whichever worker ran them.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import pytest
 from bots.redis_faults import COUNT
 from bots.reliability import count, init_effects
 from server import GunicornServer, HTTPResult, gunicorn, signed_post  # noqa: F401
-from services import RedisServer, redis_server, redis_url  # noqa: F401
+from services import RedisServer, hung, redis_server, redis_url  # noqa: F401
 
 from botkit.testing import before_send_payload, command_payload, encode, event_payload
 
@@ -97,18 +94,6 @@ class Client:
 
     def close(self) -> None:
         self.conn.close()
-
-
-@contextmanager
-def hung(server: RedisServer) -> Iterator[None]:
-    """redis-server stopped (SIGSTOP) inside the block; always continued after it."""
-    assert server.process is not None
-    pid = server.process.pid
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture
