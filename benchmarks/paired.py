@@ -4,7 +4,9 @@
 one route, in the same way (gunicorn with the checkout's ``gunicorn.conf.py``, ``wrk``
 with ``signed.lua``, 1 s slices in rounds of ``flask, v1, flask, v2, ..., flask``, the
 order rotating), and prints each variant's median ratio to the Flask slices around its
-own, the quartiles, and every slice. A variant is ``NAME=STORE[:ENV=VALUE,...][@CHECKOUT]``:
+own, the quartiles, and every slice; then the CPU time its gunicorn workers spent per
+request and their context switches per request (medians of the slices, from ``/proc``):
+throughput says how much, these say where a difference comes from. A variant is ``NAME=STORE[:ENV=VALUE,...][@CHECKOUT]``:
 
     .venv/bin/python benchmarks/paired.py sqlite redis
     .venv/bin/python benchmarks/paired.py before=sqlite@/tmp/old after=sqlite --rounds 8
@@ -19,6 +21,7 @@ is always this checkout's.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -56,6 +59,24 @@ def parse_variant(spec: str) -> tuple[str, str, dict[str, str], Path | None]:
     return name or spec, store, env, path
 
 
+def worker_usage(pids: list[int]) -> tuple[float, int]:
+    """CPU seconds (user and system) and context switches, summed over ``pids`` and
+    all their threads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu, switches = 0.0, 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / ticks
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    switches += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except (OSError, ValueError):  # a worker or thread that just went
+            continue
+    return cpu, switches
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,9 +111,19 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers:
                 server.wait_ready()
 
+            usage: dict[str, list[tuple[float, float]]] = {s.target.name: [] for s in servers}
+
             def rate(server: Server) -> float:
                 url = server.base + PREFIX + route.path
-                return wrk(wrk_args, url, body_file, signature, route.dedup, 1).rps
+                pids = server.workers()
+                cpu, switches = worker_usage(pids)
+                rps = wrk(wrk_args, url, body_file, signature, route.dedup, 1).rps
+                cpu_after, switches_after = worker_usage(pids)
+                if rps > 0:
+                    usage[server.target.name].append(
+                        ((cpu_after - cpu) / rps * 1e6, (switches_after - switches) / rps)
+                    )
+                return rps
 
             for server in servers:  # warm up
                 rate(server)
@@ -116,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:{width}}  median {statistics.median(values):.3f}"
             f"  middle half {q[0]:.2f}-{q[2]:.2f}  ({' '.join(f'{v:.2f}' for v in values)})"
         )
+    print("workers' CPU and context switches per request (medians of the slices)")
+    width = max(width, len("flask"))
+    for name, server in zip(["flask"] + [n for n, *_ in variants], servers, strict=True):
+        samples = usage[server.target.name]
+        if samples:
+            cpu_us = statistics.median(s[0] for s in samples)
+            switches = statistics.median(s[1] for s in samples)
+            print(f"  {name:{width}}  {cpu_us:6.0f} us CPU  {switches:5.1f} switches")
     return 0
 
 

@@ -186,9 +186,16 @@ def _script(tmp_path: Path, name: str, *args: str) -> list[str]:
 def test_paired_script_runs_and_prints_every_slice(tmp_path: Path) -> None:
     lines = _script(tmp_path, "paired.py", "memory", f"here=memory@{ROOT}", "--rounds", "2")
     assert lines[0].startswith("/gif 1 KB, 2 slices per variant")
-    assert [line.split()[0] for line in lines[1:]] == ["memory", "here"]
-    for line in lines[1:]:
+    assert [line.split()[0] for line in lines[1:3]] == ["memory", "here"]
+    for line in lines[1:3]:
         assert len(line.split("(")[1].rstrip(")").split()) == 2  # both slices printed
+    assert lines[3].startswith("workers' CPU and context switches per request")
+    usage = {line.split()[0]: line.split()[1:] for line in lines[4:]}
+    assert set(usage) == {"flask", "memory", "here"}
+    for name, (cpu_us, unit, _, switches, _) in usage.items():
+        # a request costs a worker some CPU, and more than a few ms would be a unit slip
+        assert unit == "us" and 10 < float(cpu_us) < 20_000, (name, cpu_us)
+        assert float(switches) >= 0
 
 
 def test_push_latency_script_reads_botkit_time_from_its_log_lines(tmp_path: Path) -> None:
