@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 import botkit
-from botkit import Bot, Command, CommandContext, CommandGroup, Message, SetupError
+from botkit import (
+    Action,
+    Attachment,
+    Bot,
+    Command,
+    CommandContext,
+    CommandGroup,
+    Message,
+    SetupError,
+)
 from botkit.core.config import DEV_API_KEY, DEV_API_SECRET
 from botkit.testing import command_payload, encode, signed_headers
 
@@ -49,6 +58,36 @@ def test_decorator_default_name_and_bare_form() -> None:
 
     assert set(bot.commands) == {"first", "second"}
     assert isinstance(second, Command) and second.name == "second"
+
+
+def test_a_command_under_another_name_is_an_alias_with_its_own_name() -> None:
+    bot = Bot(help_command=False)
+
+    @bot.command("jif")
+    @bot.command("gif", budget_ms=300)
+    def gif(ctx: CommandContext) -> Message:
+        """Post a gif."""
+        buttons = Attachment(type="image", actions=[Action.button("go", "a", "Go")])
+        return Message.ephemeral("pick", attachments=[buttons])
+
+    @gif.action("go")
+    def go(ctx: CommandContext) -> Message:
+        return Message.publish(f"went from /{ctx.command}")
+
+    assert gif.name == "jif" and bot.commands["gif"].name == "gif"
+    assert gif.func is bot.commands["gif"].func  # the function, not the other Command
+    assert gif.budget_ms == 300 and gif.description == "Post a gif."
+    client = bot.test_client()
+    for name in ("gif", "jif"):  # the action added to the alias routes on both
+        assert client.command(f"/{name}").click("Go").text == f"went from /{name}"
+
+    # add_command with a Command: a new name in another bot, the first left as it was
+    other = Bot(help_command=False)
+    yif = other.add_command(bot.commands["gif"], "yif", description="Gifs again.")
+    assert yif.name == "yif" and list(other.commands) == ["yif"]
+    assert yif.description == "Gifs again." and bot.commands["gif"].description == "Post a gif."
+    assert other.test_client().command("/yif").click("Go").text == "went from /yif"
+    assert bot.commands["gif"].bots == [bot]  # the alias's bot is not the original's
 
 
 def test_duplicate_name() -> None:

@@ -190,7 +190,9 @@ class Registry:
         ``placeholder`` and posts the result later.
 
         The decorated function comes back as a :class:`~botkit.Command` that still calls
-        like the function and routes clicks with ``.action(...)``.
+        like the function and routes clicks with ``.action(...)``. Given a Command (two
+        decorators stacked, or ``add_command(cmd, "other")``), it registers another name
+        for it: the same handler, sharing its actions, forms and checks.
         """
         if callable(name):
             return self.add_command(name, _command_name(name))

@@ -104,6 +104,13 @@ class Command(Generic[P, R]):
     handler that takes only ``ctx``).
     """
 
+    func: Callable[P, R]
+    description: str
+    args: str
+    set: str
+    budget_ms: float | None
+    placeholder: Callable[[CommandContext], Any] | str | None
+
     def __init__(
         self,
         func: Callable[P, R],
@@ -118,6 +125,16 @@ class Command(Generic[P, R]):
         check_command_name(name)
         if not callable(func):
             raise TypeError(f"@command({name!r}) must decorate a function")
+        original: Command[Any, Any] | None = func if isinstance(func, Command) else None
+        if original is not None:
+            # Another name for a command (stacked decorators, or add_command(cmd, "alias")):
+            # the same handler, and what is not given is the original's.
+            func = original.func
+            description = original.description if description is None else description
+            args = original.args if args is None else args
+            set = set or original.set
+            budget_ms = original.budget_ms if budget_ms is None else budget_ms
+            placeholder = original.placeholder if placeholder is None else placeholder
         self.func = func
         self.name = name
         self.signature: Signature | None = parse_signature(func, name)
@@ -133,9 +150,14 @@ class Command(Generic[P, R]):
         self.routes: list[Route] = []
         self.checks: list[Callable[[CommandContext], Any]] = []
         self.error_handlers: dict[type[BaseException], Callable[..., Any]] = {}
+        if original is not None:  # shared: an action or check added to either is on both
+            self.routes, self.checks = original.routes, original.checks
+            self.error_handlers = original.error_handlers
         #: The bots and groups serving this command (set by ``add_command`` and ``include``).
         self.bots: list[Registry] = []
-        functools.update_wrapper(self, func)
+        # The function's name and docstring, not its __dict__: a Command's would bring
+        # along its name, routes and bots.
+        functools.update_wrapper(self, func, updated=())
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
