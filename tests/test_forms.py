@@ -134,6 +134,6 @@ def test_bot_error_handler_decides_too() -> None:
 
 
 def test_form_error_describe() -> None:
-    error = FormError({"a": ["Bad.", "Worse."], "b": "Missing."})
-    assert error.describe() == "a: Bad. Worse.; b: Missing."
+    error = FormError({"a": ["Bad.", "Worse."], "b": "Missing.", "c": {"d": ["No"]}})
+    assert error.describe() == "a: Bad. Worse. b: Missing. c.d: No."
     assert error.errors["b"] == "Missing."

@@ -25,13 +25,24 @@ class FormError(Exception):
         self.errors = errors
 
     def describe(self) -> str:
+        """The problems as sentences, field by field: ``size: Not a valid integer.
+        cups: Missing data for required field.``"""
         parts = []
         for name, problems in self.errors.items():
-            text = (
-                " ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
-            )
-            parts.append(f"{name}: {text}")
-        return "; ".join(parts)
+            if isinstance(problems, dict):  # a nested schema's fields: name.field
+                nested = {f"{name}.{field}": value for field, value in problems.items()}
+                parts.append(FormError(nested).describe())
+                continue
+            sentences = [
+                _sentence(p) for p in (problems if isinstance(problems, list) else [problems])
+            ]
+            parts.append(f"{name}: {' '.join(sentences)}")
+        return " ".join(parts)
+
+
+def _sentence(problem: object) -> str:
+    text = str(problem).strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def load_form(schema: Any, ctx: CommandContext) -> tuple[Any, Message | None]:
