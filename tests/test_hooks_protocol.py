@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from test_protocol import KEY, PREFIX, SECRET, MakeClient, make_client  # noqa: 
 
 from botkit import BeforeSendContext, Bot, Config, Event, Message, signals
 from botkit.core.signing import KeyRing, sign
+from botkit.runtime.stores import Entry
 from botkit.testing import (
     TestClient,
     before_send_payload,
@@ -306,6 +308,57 @@ def test_budget_overrun_fails_open_or_closed(make_client: MakeClient) -> None:
         release.set()
     assert passed.status == 200 and passed.text == "hello"
     assert refused.status == 200 and refused.type == "error"
+
+
+def test_only_the_delivery_that_ran_the_hooks_says_they_overran(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy that reaches its deadline before the first delivery's answer is stored (the
+    first on another worker, its answer not written yet) gets the in-flight answer too;
+    it is not a hook that overran: that log line and ``hook_failed`` are the first's."""
+    bot = Bot()
+    release = threading.Event()
+
+    @bot.before_send
+    def slow(ctx: BeforeSendContext) -> str:
+        release.wait(5)
+        return "too late"
+
+    failures: list[BaseException] = []
+
+    def receiver(sender: Any, ctx: BeforeSendContext, exception: BaseException) -> None:
+        failures.append(exception)
+
+    client = make_client(bot, before_send_budget=0.2)
+    store = client.runtime.store
+    read = store.get
+
+    def not_written_yet(key: str) -> Entry | None:
+        entry = read(key)
+        return None if entry is None else Entry(entry.fingerprint, None, None)
+
+    monkeypatch.setattr(store, "get", not_written_yet)
+    payload = before_send_payload("hello")
+    replies: list[Any] = []
+
+    def post() -> None:
+        replies.append(
+            client.post("/before-message-send", payload, webhook_id="bs-c", kind="before_send")
+        )
+
+    signals.hook_failed.connect(receiver)
+    try:
+        first = threading.Thread(target=post)
+        first.start()
+        time.sleep(0.05)  # the first has claimed the id and is in the hook
+        post()  # the copy: waits for the first's answer until its deadline, then in flight
+        first.join(5)
+    finally:
+        release.set()
+        signals.hook_failed.disconnect(receiver)
+    assert [r.text for r in replies] == ["hello", "hello"]  # both passed as sent
+    assert caplog.text.count("before-send hooks overran their budget") == 1
+    assert [str(e) for e in failures] == ["budget spent"]
 
 
 def test_duplicate_delivery_gets_the_same_decision(make_client: MakeClient) -> None:

@@ -218,21 +218,40 @@ class BeforeSendRun(Runner):
             return answer
         future = runtime.executor.submit(self._run_hooks, original)
         if not self.dispatcher.threads.wait(future, delivery.deadline):
-            return self.in_flight()
+            return self._unfinished()
         return future.result(timeout=0)
 
     def _at_deadline(self) -> None:
         """In the watchdog thread: the hooks are still running in the request thread."""
-        self.dispatcher.answer_early(self.delivery, self.in_flight())
+        self.dispatcher.answer_early(self.delivery, self._unfinished())
+
+    def _unfinished(self) -> Answer:
+        """The answer while the hooks still run: past their budget, or before it when
+        every request thread is taken and this one is freed for the next request."""
+        bot = self.dispatcher.bot
+        late = bot.hooks[self.position :]
+        at = late[0].name if late else "-"
+        if time.monotonic() < self.delivery.deadline:
+            log.warning(
+                "before-send hooks still running (at %s) while every request thread is busy:"
+                " answered early to free this one",
+                at,
+            )
+            why = "answered early: every request thread busy"
+        else:
+            log.warning("before-send hooks overran their budget (at %s)", at)
+            why = "budget spent"
+        ctx = self._ctx(self.payload["message"])
+        signals.hook_failed.send(bot, ctx=ctx, exception=TimeoutError(why))
+        return self.in_flight()
 
     def in_flight(self) -> Answer:
-        bot = self.dispatcher.bot
-        ctx = self._ctx(self.payload["message"])
-        late = bot.hooks[self.position :]
-        log.warning("before-send hooks overran their budget (at %s)", late[0].name if late else "-")
-        signals.hook_failed.send(bot, ctx=ctx, exception=TimeoutError("budget spent"))
+        """What a copy gets while the first delivery's hooks run, and what the first gets
+        when they are unfinished: the message as sent (marked late), or the neutral
+        rejection if a hook still to run is fail-closed."""
+        late = self.dispatcher.bot.hooks[self.position :]
         if any(h.fail_closed for h in late):
-            return self._reject(ctx, NEUTRAL_REJECTION, "late")
+            return self._reject(self._ctx(self.payload["message"]), NEUTRAL_REJECTION, "late")
         return before_send_answer(self.payload["message"], "late")
 
     def _run_hooks(self, original: dict[str, Any]) -> Answer:
