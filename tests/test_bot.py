@@ -558,6 +558,18 @@ def test_the_app_builds_without_credentials_but_refuses_to_serve(
         assert client.command("/hello").text == "hello alice"
 
 
+def test_numeric_settings_refuse_what_is_not_a_number_above_zero() -> None:
+    from botkit.adapters.gunicorn_worker import ReadLimits
+    from botkit.core.config import Config, ConfigError
+
+    for raw in ("nan", "NaN", "0", "-1", "soon"):
+        with pytest.raises(ConfigError, match="BOTKIT_RESULT_TTL"):
+            Config.from_env({"BOTKIT_DEV": "1", "BOTKIT_RESULT_TTL": raw})
+        with pytest.raises(ConfigError, match="BOTKIT_HEADER_TIMEOUT"):  # the same reading
+            ReadLimits.from_environ({"BOTKIT_HEADER_TIMEOUT": raw})
+    assert Config.from_env({"BOTKIT_DEV": "1", "BOTKIT_RESULT_TTL": " 60 "}).result_ttl == 60
+
+
 def test_check_startup_passes_apps_with_credentials_and_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

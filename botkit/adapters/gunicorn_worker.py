@@ -55,6 +55,8 @@ import gunicorn  # type: ignore[import-untyped]
 from gunicorn import http as gunicorn_http
 from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
+from ..core.config import env_positive
+
 __all__ = ["BotkitWorker", "ReadLimits", "check_gunicorn"]
 
 #: The gunicorn release whose gthread internals this module was written against.
@@ -86,19 +88,6 @@ def _peer(client: Any) -> str:
     return str(client)
 
 
-def _positive(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be greater than 0, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class ReadLimits:
     """How long a request may take to arrive, and how large a body is buffered."""
@@ -113,10 +102,10 @@ class ReadLimits:
     def from_environ(cls, environ: Mapping[str, str]) -> ReadLimits:
         """``BOTKIT_HEADER_TIMEOUT``, ``BOTKIT_BODY_TIMEOUT``, ``BOTKIT_MAX_BODY_BYTES``,
         ``BOTKIT_READ_BUFFER_BYTES``."""
-        header = _positive(environ, "BOTKIT_HEADER_TIMEOUT", cls.header_timeout)
-        body = _positive(environ, "BOTKIT_BODY_TIMEOUT", cls.body_timeout)
-        size = _positive(environ, "BOTKIT_MAX_BODY_BYTES", cls.max_body_bytes)
-        held = _positive(environ, "BOTKIT_READ_BUFFER_BYTES", cls.buffer_bytes)
+        header = env_positive(environ, "BOTKIT_HEADER_TIMEOUT", cls.header_timeout)
+        body = env_positive(environ, "BOTKIT_BODY_TIMEOUT", cls.body_timeout)
+        size = env_positive(environ, "BOTKIT_MAX_BODY_BYTES", cls.max_body_bytes)
+        held = env_positive(environ, "BOTKIT_READ_BUFFER_BYTES", cls.buffer_bytes)
         return cls(header, max(header, body), int(size), int(held))
 
 

@@ -66,7 +66,9 @@ def public_url(raw: str) -> str | None:
     return url
 
 
-def _number(environ: Mapping[str, str], name: str, default: float) -> float:
+def env_positive(environ: Mapping[str, str], name: str, default: float) -> float:
+    """The number ``environ[name]`` (``default`` if unset or blank); a
+    :class:`ConfigError` naming the variable unless it is a number greater than 0."""
     raw = environ.get(name, "").strip()
     if not raw:
         return default
@@ -74,7 +76,7 @@ def _number(environ: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
+    if not value > 0:  # NaN too
         raise ConfigError(f"{name} must be greater than 0, got {raw!r}")
     return value
 
@@ -157,23 +159,25 @@ class Config:
         return cls(
             keyring=keyring,
             url_prefix=url_prefix(env.get("BOTKIT_URL_PREFIX", "/webhooks/stream")),
-            max_body_bytes=int(_number(env, "BOTKIT_MAX_BODY_BYTES", 1024 * 1024)),
+            max_body_bytes=int(env_positive(env, "BOTKIT_MAX_BODY_BYTES", 1024 * 1024)),
             store_url=env.get("BOTKIT_STORE") or None,
             queue_url=env.get("BOTKIT_QUEUE") or None,
             bot_user_id=env.get("STREAM_BOT_USER_ID") or None,
             stream_base_url=env.get("STREAM_BASE_URL")
             or env.get("STREAM_CHAT_URL")
             or "https://chat.stream-io-api.com",
-            command_budget=_number(env, "BOTKIT_COMMAND_BUDGET_MS", 800) / 1000,
-            before_send_budget=_number(env, "BOTKIT_BEFORE_SEND_BUDGET_MS", 1200) / 1000,
-            result_ttl=_number(env, "BOTKIT_RESULT_TTL", 24 * 3600),
-            claim_ttl=_number(env, "BOTKIT_CLAIM_TTL", 30),
-            store_max_answer_bytes=int(_number(env, "BOTKIT_STORE_MAX_ANSWER_BYTES", 256 * 1024)),
-            store_max_bytes=int(_number(env, "BOTKIT_STORE_MAX_BYTES", 256 * 1024 * 1024)),
-            inline_calls=_count(
-                env, "BOTKIT_INLINE_CALLS", int(_number(env, "GUNICORN_THREADS", 8)) // 2
+            command_budget=env_positive(env, "BOTKIT_COMMAND_BUDGET_MS", 800) / 1000,
+            before_send_budget=env_positive(env, "BOTKIT_BEFORE_SEND_BUDGET_MS", 1200) / 1000,
+            result_ttl=env_positive(env, "BOTKIT_RESULT_TTL", 24 * 3600),
+            claim_ttl=env_positive(env, "BOTKIT_CLAIM_TTL", 30),
+            store_max_answer_bytes=int(
+                env_positive(env, "BOTKIT_STORE_MAX_ANSWER_BYTES", 256 * 1024)
             ),
-            request_threads=int(_number(env, "GUNICORN_THREADS", 8)),
+            store_max_bytes=int(env_positive(env, "BOTKIT_STORE_MAX_BYTES", 256 * 1024 * 1024)),
+            inline_calls=_count(
+                env, "BOTKIT_INLINE_CALLS", int(env_positive(env, "GUNICORN_THREADS", 8)) // 2
+            ),
+            request_threads=int(env_positive(env, "GUNICORN_THREADS", 8)),
             log_format=env.get("BOTKIT_LOG_FORMAT", "text"),
             playground=env.get("BOTKIT_PLAYGROUND", "") in ("1", "true", "yes"),
             dev_credentials=dev,
