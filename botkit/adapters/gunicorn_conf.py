@@ -16,6 +16,7 @@ loads anything else. Every setting can be overridden on gunicorn's command line.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -146,6 +147,16 @@ def _reexec_without_listeners(server: Any) -> None:
         os.environ["GUNICORN_FD"] = "-1"
 
 
+class _NoBlankListening(logging.Filter):
+    """Drops gunicorn's "Listening at:  (pid)" when it has no address (with reuse_port the
+    master binds nothing): botkit's own line in ``when_ready`` says where it listens."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        blank = isinstance(args, tuple) and bool(args) and args[0] == ""
+        return not (blank and record.msg == "Listening at: %s (%s)")
+
+
 def on_starting(server: Any) -> None:
     # Stop the start with the reason, rather than fail every worker's boot.
     if isinstance(server.worker_class, type) and issubclass(server.worker_class, BotkitWorker):
@@ -156,6 +167,7 @@ def on_starting(server: Any) -> None:
             raise SystemExit(f"botkit: {exc}") from None
     _reexec_without_listeners(server)
     _check_port_free(server)
+    logging.getLogger("gunicorn.error").addFilter(_NoBlankListening())
     if _metrics_dir:
         os.makedirs(_metrics_dir, exist_ok=True)
         for name in os.listdir(_metrics_dir):
@@ -180,7 +192,7 @@ def listening_on(server: Any) -> str:
 
 
 def when_ready(server: Any) -> None:
-    # With reuse_port gunicorn logs "Listening at:  (pid)" with a blank address.
+    # gunicorn's own line is blank with reuse_port (see _NoBlankListening).
     count = server.num_workers
     server.log.info(
         "botkit listening on %s (%d worker%s)", listening_on(server), count, "s"[: count != 1]
