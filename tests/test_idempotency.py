@@ -912,6 +912,48 @@ def test_sqlite_is_wal_and_cleans_up(tmp_path: Any, monkeypatch: pytest.MonkeyPa
     store.close()
 
 
+# The schema of the store of fcntl claim locks (before issue 20), as it wrote it.
+_OLD_SCHEMA = """
+CREATE TABLE botkit_idempotency (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER, body BLOB,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX botkit_idempotency_expires ON botkit_idempotency (expires_at);
+CREATE TABLE botkit_claims (
+    key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, expires_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER botkit_claim_answered AFTER INSERT ON botkit_idempotency
+BEGIN
+    DELETE FROM botkit_claims WHERE key = NEW.key;
+END;
+"""
+
+
+def test_sqlite_file_of_the_old_store_is_taken_over(tmp_path: Any) -> None:
+    """A file written by the store of claim locks: its answers are still replayed, and
+    what only that store used (a trigger run on every insert, a table, the mmap'd
+    ``-claims`` file) is removed."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(str(path))
+    db.executescript(_OLD_SCHEMA)
+    db.execute(
+        "INSERT INTO botkit_idempotency VALUES ('done', 'fp', 200, ?, ?)",
+        (b"stored answer", time.time() + 60),
+    )
+    db.commit()
+    (tmp_path / "old.db-claims").write_bytes(b"\0" * 4096)
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert store.claim("done", "fp", 30) == Entry("fp", 200, b"stored answer")
+        assert store.claim("new", "fp", 30) is None
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert "botkit_claims" not in names and "botkit_claim_answered" not in names
+        assert not (tmp_path / "old.db-claims").exists()
+    finally:
+        db.close()
+        store.close()
+
+
 def test_sqlite_connection_per_thread(tmp_path: Any) -> None:
     store = open_store(f"sqlite:///{tmp_path}/t.db")
     assert isinstance(store, SQLiteStore)

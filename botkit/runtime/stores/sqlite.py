@@ -77,6 +77,16 @@ CREATE TABLE IF NOT EXISTS botkit_counters (
 );
 """
 
+# What the store of fcntl claim locks (before issue 20) added to a file that is now
+# opened by this one: a trigger that ran on every insert, a table nothing reads, and the
+# mmap'd "<db>-claims" file (removed in _init_schema). Workers of that version still
+# running (a rolling deploy) then fail their claims and go on without dedup, as for any
+# store error, until they are replaced: two designs cannot exclude each other.
+_LEGACY = """
+DROP TRIGGER IF EXISTS botkit_claim_answered;
+DROP TABLE IF EXISTS botkit_claims;
+"""
+
 # A claim is a pending row (status NULL) with the body's fingerprint, so every worker can
 # tell a copy from a different body. It takes the key when there is no row or only an
 # expired one; otherwise it changes nothing and the row in the way is read.
@@ -171,6 +181,7 @@ class SQLiteStore(WriteBehindStore):
                 conn = self._connect()
                 (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
                 conn.executescript(_SCHEMA)
+                conn.executescript(_LEGACY)
                 # A write: a file that opened read-only fails here, not at the first claim.
                 conn.execute("INSERT OR REPLACE INTO botkit_meta VALUES ('opened', ?)", (b"1",))
             except sqlite3.Error as exc:
@@ -181,6 +192,12 @@ class SQLiteStore(WriteBehindStore):
                 continue
             self._remember_file()
             self._ready = True
+            try:
+                os.remove(self.path + "-claims")  # see _LEGACY
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logger.warning("sqlite store %s: an old -claims file stays: %s", self.url, exc)
             if str(mode).lower() != "wal":
                 logger.warning(
                     "sqlite store %s: journal_mode is %s, not WAL; workers will block"
