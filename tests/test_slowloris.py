@@ -1,5 +1,7 @@
 """Slowloris: many clients sending their headers a byte at a time must not take the server
-down (issue 20). The project's own gunicorn settings, two workers, real sockets.
+down (issue 20). The project's own gunicorn settings, two workers, real sockets; over
+plain HTTP, and over TLS that gunicorn terminates itself (``BOTKIT_TLS_*``), where half the
+slow clients also send their TLS handshake a byte at a time.
 
 To see what the worker class buys, run this with gthread's own worker (the test fails)::
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from server import GunicornServer, signed_post
+from test_tls import TLSServer, make_certificate
 
 from botkit.testing import encode, event_payload
 
@@ -30,43 +34,108 @@ BOUND = 1.0  # a normal request is answered within this, or it counts as failed
 PACE = 0.1  # seconds between two normal requests
 
 
-@pytest.fixture
-def server() -> Iterator[GunicornServer]:
+@pytest.fixture(params=["http", "https"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GunicornServer]:
     worker_class = os.environ.get("SLOWLORIS_WORKER_CLASS")
     args = ["--worker-class", worker_class] if worker_class else []
     # workers=2, threads from the settings (8): as `gunicorn wsgi:app` runs by default
-    with GunicornServer("wsgi:app", env={"BOTKIT_DEV": "1"}, workers=2, args=args) as started:
+    env = {"BOTKIT_DEV": "1"}
+    if request.param == "http":
+        started = GunicornServer("wsgi:app", env=env, workers=2, args=args)
+    else:
+        cert, key = make_certificate(tmp_path_factory.mktemp("tls"))
+        env.update(BOTKIT_TLS_CERT=cert, BOTKIT_TLS_KEY=key)
+        started = TLSServer("wsgi:app", env=env, workers=2, args=args, cafile=cert)
+    with started:
         started.wait_for_workers()
         yield started
 
 
-def slow_clients(server: GunicornServer) -> list[socket.socket]:
-    """Open the connections and send their first byte; ``drip`` sends the rest."""
-    socks = []
-    for _ in range(SLOW_CLIENTS):
-        sock = socket.create_connection((server.host, server.port), timeout=5)
-        sock.sendall(b"G")
-        socks.append(sock)
-    return socks
+class SlowClient:
+    """A connection that sends its request, over TLS its handshake too, one byte at a time.
 
+    Over TLS, odd-numbered clients finish the handshake at once and drip the head through
+    it (a TLS record a byte); even ones drip the handshake itself: its bytes come from a
+    TLS object over memory buffers, and the server's replies are fed back to it.
+    """
 
-def drip(socks: list[socket.socket], stop: threading.Event) -> None:
-    """One more byte of an endless head on every connection, every BYTE_EVERY seconds."""
-    head = b"ET / HTTP/1.1\r\nHost: botkit\r\nX-Slow: " + b"s" * 1000
-    sent = 0
-    while not stop.wait(BYTE_EVERY):
-        for sock in socks:
+    HEAD = b"GET / HTTP/1.1\r\nHost: botkit\r\nX-Slow: " + b"s" * 1000
+
+    def __init__(self, server: GunicornServer, index: int, down: threading.Event) -> None:
+        self.raw = socket.create_connection((server.host, server.port), timeout=5)
+        self.sent = 0
+        self.tls: ssl.SSLSocket | None = None
+        self.handshake: ssl.SSLObject | None = None
+        context = getattr(server, "context", None)
+        if context is None:
+            self.pending = self.HEAD
+        elif index % 2:
+            self.pending = self.HEAD
             try:
-                sock.send(head[sent : sent + 1])
-            except OSError:  # the server gave up on it (its header deadline): fine
-                pass
-        sent += 1
+                if not down.is_set():
+                    self.raw.settimeout(2)
+                    self.tls = context.wrap_socket(self.raw, server_hostname=server.host)
+            except OSError:  # no thread of the server took the handshake: it is down
+                down.set()
+            if self.tls is None:
+                self.pending = b""
+        else:
+            self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            self.handshake = context.wrap_bio(
+                self.incoming, self.outgoing, server_hostname=server.host
+            )
+            self.pending = b""
+            self.step()
+        self.drip()
+
+    def step(self) -> None:
+        """Move the memory-buffered handshake on: what it wants sent joins the drip."""
+        assert self.handshake is not None
+        try:
+            self.handshake.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        self.pending += self.outgoing.read()
+
+    def drip(self) -> None:
+        try:
+            if self.handshake is not None:
+                self.raw.setblocking(False)
+                try:
+                    self.incoming.write(self.raw.recv(65536))
+                    self.step()
+                except BlockingIOError:
+                    pass
+            if self.sent < len(self.pending):
+                byte = self.pending[self.sent : self.sent + 1]
+                (self.tls or self.raw).send(byte)
+                self.sent += 1
+        except OSError:  # the server gave up on it (its header deadline): fine
+            pass
+
+    def close(self) -> None:
+        (self.tls or self.raw).close()
+
+
+def slow_clients(server: GunicornServer) -> list[SlowClient]:
+    """Open the connections and send their first byte; ``drip`` sends the rest."""
+    down = threading.Event()  # one handshake not served: the others are not tried
+    return [SlowClient(server, index, down) for index in range(SLOW_CLIENTS)]
+
+
+def drip(clients: list[SlowClient], stop: threading.Event) -> None:
+    """One more byte of every client's endless head (or handshake) every BYTE_EVERY s."""
+    while not stop.wait(BYTE_EVERY):
+        for client in clients:
+            client.drip()
 
 
 def probe(server: GunicornServer, index: int) -> float | None:
     """A normal request on a fresh connection: seconds to its answer, None if none came."""
     started = time.monotonic()
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=BOUND)
+    conn = server.connection(timeout=BOUND)
     try:
         if index % 2:
             status = server_get(conn)
@@ -89,8 +158,8 @@ def server_get(conn: http.client.HTTPConnection) -> int:
 
 def test_slow_headers_leave_normal_requests_answered(server: GunicornServer) -> None:
     stop = threading.Event()
-    socks = slow_clients(server)
-    dripper = threading.Thread(target=drip, args=(socks, stop), daemon=True)
+    clients = slow_clients(server)
+    dripper = threading.Thread(target=drip, args=(clients, stop), daemon=True)
     dripper.start()
     probes: list[Future[float | None]] = []
     try:
@@ -105,8 +174,8 @@ def test_slow_headers_leave_normal_requests_answered(server: GunicornServer) -> 
     finally:
         stop.set()
         dripper.join(timeout=5)
-        for sock in socks:
-            sock.close()
+        for client in clients:
+            client.close()
     times = [f.result() for f in probes]
     answered = [t for t in times if t is not None and t <= BOUND]
     assert len(answered) >= 0.95 * len(times), (

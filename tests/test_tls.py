@@ -6,8 +6,10 @@ from __future__ import annotations
 import http.client
 import os
 import shutil
+import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,8 +130,8 @@ def test_botkit_send_explains_an_untrusted_certificate(tls_server: TLSServer) ->
 
 
 def test_keep_alive_over_https(tls_server: TLSServer) -> None:
-    # botkit's worker leaves TLS connections on gthread's own path (the loop does not read
-    # them): requests and keep-alive work as before.
+    # botkit's worker reads TLS requests in its loop and hands them to the pool, and a
+    # kept-alive connection comes back to the loop for its next request.
     conn = tls_server.connection()
     try:
         for attempt in range(3):
@@ -141,3 +143,94 @@ def test_keep_alive_over_https(tls_server: TLSServer) -> None:
         conn.close()
     assert "Using worker: botkit.adapters.gunicorn_worker.BotkitWorker" in tls_server.log()
     assert f"botkit listening on https://127.0.0.1:{tls_server.port}" in tls_server.log()
+
+
+def test_a_body_of_many_tls_records_is_read_whole(tls_server: TLSServer) -> None:
+    # TLS records are 16 KB at most: the worker reads every one the peer sent, also those
+    # already inside the TLS object, where its poller cannot see them.
+    body = encode(command_payload("/gif " + "rain " * 60_000))  # about 300 KB
+    conn = tls_server.connection()
+    try:
+        reply = signed_post(conn, "/webhooks/stream/custom-commands?type=gif", body)
+    finally:
+        conn.close()
+    assert reply.status == 200
+    assert reply.json()["message"]["type"] == "ephemeral"
+
+
+@pytest.fixture(scope="module")
+def impatient_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
+    cert, key = make_certificate(tmp_path_factory.mktemp("tls"))
+    env = {
+        "BOTKIT_DEV": "1",
+        "BOTKIT_TLS_CERT": cert,
+        "BOTKIT_TLS_KEY": key,
+        "BOTKIT_HEADER_TIMEOUT": "1",
+    }
+    with TLSServer("wsgi:app", env=env, cafile=cert, workers=1) as server:
+        yield server
+
+
+def test_tls_headers_too_slow_get_a_408(impatient_tls_server: TLSServer) -> None:
+    raw = socket.create_connection((impatient_tls_server.host, impatient_tls_server.port))
+    tls = impatient_tls_server.context.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        tls.settimeout(10)
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: botkit\r\n")  # and no end of head
+        started = time.monotonic()
+        answer = tls.recv(1024)
+        waited = time.monotonic() - started
+    finally:
+        tls.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert 0.5 < waited < 5  # BOTKIT_HEADER_TIMEOUT=1, swept a few times a second
+
+
+def test_a_tls_handshake_that_stalls_is_closed(impatient_tls_server: TLSServer) -> None:
+    """A client that starts its handshake and stops holds no thread, and is let go within
+    the header deadline of its connection; the server answers others meanwhile."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    hello = impatient_tls_server.context.wrap_bio(incoming, outgoing, server_hostname="x")
+    with pytest.raises(ssl.SSLWantReadError):
+        hello.do_handshake()
+    client_hello = outgoing.read()
+    stalled = [
+        socket.create_connection((impatient_tls_server.host, impatient_tls_server.port))
+        for _ in range(20)  # more than the worker's 8 threads
+    ]
+    try:
+        started = time.monotonic()
+        for sock in stalled:
+            sock.sendall(client_hello[:20])  # part of the hello, then nothing
+            sock.settimeout(10)
+        assert impatient_tls_server.get("/healthz").status == 200
+        for sock in stalled:
+            assert sock.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_certificate_files_are_read_per_connection(tmp_path: Path) -> None:
+    """As gunicorn does: a renewed certificate is served without a restart, and while the
+    files cannot be read a connection is closed and logged, the worker keeps going."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first_cert, first_key = make_certificate(tmp_path / "first")
+    second_cert, second_key = make_certificate(tmp_path / "second")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    shutil.copy(first_cert, cert)
+    shutil.copy(first_key, key)
+    env = {"BOTKIT_DEV": "1", "BOTKIT_TLS_CERT": str(cert), "BOTKIT_TLS_KEY": str(key)}
+    with TLSServer("wsgi:app", env=env, cafile=first_cert, workers=1) as server:
+        assert server.get("/healthz").status == 200
+        cert.unlink()
+        with pytest.raises((OSError, http.client.HTTPException)):
+            server.get("/healthz")
+        assert "botkit: TLS not set up for" in server.log()
+        shutil.copy(second_cert, cert)  # renewed (a new self-signed one: trust it)
+        shutil.copy(second_key, key)
+        server.context = ssl.create_default_context(cafile=second_cert)
+        assert server.get("/healthz").status == 200
+        assert server.running

@@ -66,8 +66,8 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 if os.environ.get("BOTKIT_TLS_CERT") and os.environ.get("BOTKIT_TLS_KEY"):
-    # TLS straight from gunicorn: requests are then read on gthread's own path, without
-    # the worker's read deadlines (README, Deployment): put a proxy in front in production.
+    # TLS straight from gunicorn: the worker reads handshakes and requests with deadlines;
+    # a proxy in front still holds idle connections better (README, Deployment).
     certfile = os.environ["BOTKIT_TLS_CERT"]
     keyfile = os.environ["BOTKIT_TLS_KEY"]
     __all__ += ["certfile", "keyfile"]

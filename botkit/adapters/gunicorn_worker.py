@@ -19,13 +19,15 @@ ones to the pool as they are, to be read there as under gthread (and logs a warn
 to the pool as soon as gunicorn or the app can answer it from the bytes buffered, as
 under gthread: a malformed or oversized head (400, 414, 431), a body over the limit
 (botkit answers 413; one declared too large is not read), a malformed chunked body, a
-transfer coding other than chunked. TLS (``BOTKIT_TLS_*``), HTTP/2, the PROXY protocol and
-uwsgi keep gthread's path entirely: put a proxy in front of those deployments.
+transfer coding other than chunked. TLS that gunicorn terminates (``BOTKIT_TLS_*``) is read
+in the loop too: the handshake, non-blocking, within ``BOTKIT_HEADER_TIMEOUT`` of the
+accept, then the request as above. HTTP/2 (TLS with ALPN h2 included), the PROXY protocol
+and uwsgi keep gthread's path entirely: put a proxy in front of those deployments.
 
 The request's arrival, ``time.monotonic()`` when the worker read its first byte, is in
 the WSGI environ as ``botkit.arrived`` (a float; absent under other servers). For a
 request that came pipelined behind another, it is when the worker took it up; on
-gthread's path (TLS), when the connection turned readable.
+gthread's path (HTTP/2, PROXY), when the connection turned readable.
 
 **gunicorn internals.** gunicorn has no public hook for reading a request before a
 thread takes it, so the class relies on gthread's private structure, pinned in setup.py
@@ -37,13 +39,15 @@ connection that turns readable, and for bytes left over after a request),
 the loop), ``load_wsgi`` and the attributes ``poller``, ``nr_conns``, ``alive``, ``wsgi``;
 ``TConn``'s ``sock``, ``client``, ``parser``, ``data_ready`` (skips gthread's in-thread
 wait for a first byte) and ``close``; ``gunicorn.http.get_parser`` and the parser's
-``unreader.unread``/``take_buffered``, the way ``TConn.init`` hands over bytes it read.
+``unreader.unread``/``take_buffered``, the way ``TConn.init`` hands over bytes it read;
+``gunicorn.sock.ssl_context`` (TLS: ``TConn.init`` wraps no socket that has a parser).
 """
 
 from __future__ import annotations
 
 import os
 import selectors
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +57,7 @@ from typing import Any
 
 import gunicorn  # type: ignore[import-untyped]
 from gunicorn import http as gunicorn_http
+from gunicorn import sock as gunicorn_sock
 from gunicorn.workers.gthread import ThreadWorker  # type: ignore[import-untyped]
 
 from ..core.config import env_positive
@@ -123,6 +128,8 @@ class _Read:
     #: a chunked body: where its next chunk-size line starts, and the data bytes so far
     chunk_at: int | None = None
     decoded: int = 0
+    #: a TLS connection whose handshake is not done yet
+    handshaking: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,10 +186,11 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.limits = ReadLimits.from_environ(os.environ)
         cfg = self.cfg
-        # Anything but plain HTTP/1.x on a TCP socket keeps gthread's path (module docs).
+        # Anything but HTTP/1.x on TCP, with or without TLS, keeps gthread's path (module
+        # docs); TLS only without ALPN's h2, which gthread's own handshake negotiates.
+        self.tls = bool(cfg.is_ssl)
         self.buffering = not (
-            cfg.is_ssl
-            or "h2" in cfg.http_protocols
+            "h2" in cfg.http_protocols
             or cfg.http2_cleartext != "off"
             or cfg.proxy_protocol != "off"
             or getattr(cfg, "protocol", "http") != "http"
@@ -212,6 +220,22 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         conn.sock.setblocking(False)
         now = time.monotonic()
         read = _Read(deadline=now + self.cfg.keepalive)
+        if self.tls and not isinstance(conn.sock, ssl.SSLSocket):
+            # A new connection: its handshake is read here too, within the header deadline
+            # from the accept (gthread's own would block a pool thread with no deadline).
+            try:
+                conn.sock = gunicorn_sock.ssl_context(self.cfg).wrap_socket(
+                    conn.sock,
+                    server_side=True,
+                    do_handshake_on_connect=False,
+                    suppress_ragged_eofs=self.cfg.suppress_ragged_eofs,
+                )
+            except (OSError, ValueError) as exc:  # the certificate cannot be read now
+                self.log.error("botkit: TLS not set up for %s: %s", _peer(conn.client), exc)
+                self._close(conn)
+                return
+            read.handshaking = True
+            read.deadline = now + self.limits.header_timeout
         self.reads[conn] = read
         # Bytes already read past the last request (a pipelined one) start this one.
         leftover = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
@@ -228,17 +252,42 @@ class BotkitWorker(ThreadWorker):  # type: ignore[misc]
         read = self.reads.get(conn)
         if read is None:
             return
+        sock = conn.sock
+        if read.handshaking and not self._handshake(conn, read):
+            return
+        chunks = []
         try:
-            data = conn.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:  # reset by the peer
+            # TLS: read until it wants the socket again, as the ssl docs advise for
+            # non-blocking sockets: its own framing may hold data the poller cannot see.
+            while data := sock.recv(65536):
+                chunks.append(data)
+                if not self.tls:
+                    break
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            if not chunks:
+                return
+        except OSError:  # reset by the peer, or a TLS error
             self._close(conn)
             return
-        if not data:  # the client closed, or gave up mid-request
+        if not chunks:  # the client closed, or gave up mid-request
             self._close(conn)
             return
-        self._guarded(self._received, conn, read, data, time.monotonic())
+        self._guarded(self._received, conn, read, b"".join(chunks), time.monotonic())
+
+    def _handshake(self, conn: Any, read: _Read) -> bool:
+        """Go on with a TLS handshake in the loop; True once it is done."""
+        try:
+            conn.sock.do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            # Waiting for the client. (Writing waits only if the server's hello did not
+            # fit a fresh socket's buffer, tens of KB; the deadline would then close it.)
+            return False
+        except OSError as exc:  # not TLS (plain HTTP on this port), refused, or reset
+            self.log.debug("botkit: TLS handshake with %s failed: %s", _peer(conn.client), exc)
+            self._close(conn)
+            return False
+        read.handshaking = False
+        return True
 
     def _guarded(self, step: Callable[..., None], conn: Any, *args: Any) -> None:
         # The loop serves every connection of the worker: a bug met on one request
